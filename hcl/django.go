@@ -1,0 +1,200 @@
+package hcl
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+)
+
+// djangoBlock is the `django { ... }` block: how the app is wired to the
+// services and the settings it needs in every environment.
+type djangoBlock struct {
+	SettingsModule     string            `hcl:"settings_module,optional"`
+	WSGI               string            `hcl:"wsgi,optional"`
+	CeleryApp          string            `hcl:"celery_app,optional"`
+	Database           hcl.Expression    `hcl:"database,optional"`
+	DBUser             string            `hcl:"db_user,optional"`
+	MigrateUser        string            `hcl:"migrate_user,optional"`
+	Cache              hcl.Expression    `hcl:"cache,optional"`
+	Broker             hcl.Expression    `hcl:"broker,optional"`
+	SecretKey          hcl.Expression    `hcl:"secret_key,optional"`
+	FieldEncryptionKey hcl.Expression    `hcl:"field_encryption_key,optional"`
+	SentryDSN          hcl.Expression    `hcl:"sentry_dsn,optional"`
+	Debug              bool              `hcl:"debug,optional"`
+	AllowedHosts       []string          `hcl:"allowed_hosts,optional"`
+	CORSOrigins        []string          `hcl:"cors_origins,optional"`
+	SiteURL            string            `hcl:"site_url,optional"`
+	PortalBaseURL      string            `hcl:"portal_base_url,optional"`
+	DefaultFromEmail   string            `hcl:"default_from_email,optional"`
+	APIPrefix          string            `hcl:"api_prefix,optional"`
+	MediaStorage       string            `hcl:"media_storage,optional"`
+	UploadMaxSize      string            `hcl:"upload_max_size,optional"`
+	RealDataMode       bool              `hcl:"real_data_mode,optional"`
+	SessionEngine      string            `hcl:"session_engine,optional"`
+	Settings           map[string]string `hcl:"settings,optional"`
+	Metrics            *metricsBlock     `hcl:"metrics,block"`
+	Logging            *loggingBlock     `hcl:"logging,block"`
+	Security           *securityBlock    `hcl:"security,block"`
+}
+
+type metricsBlock struct {
+	Enabled      bool   `hcl:"enabled,optional"`
+	Middleware   bool   `hcl:"middleware,optional"`
+	CustomModule string `hcl:"custom_module,optional"`
+	Path         string `hcl:"path,optional"`
+}
+
+type loggingBlock struct {
+	Output             string `hcl:"output,optional"`
+	Level              string `hcl:"level,optional"`
+	ScrubFilter        string `hcl:"scrub_filter,optional"`
+	AuditRetentionDays int    `hcl:"audit_retention_days,optional"`
+}
+
+type securityBlock struct {
+	CSPScriptSrc    []string `hcl:"csp_script_src,optional"`
+	CSPStyleSrc     []string `hcl:"csp_style_src,optional"`
+	HSTSSeconds     int      `hcl:"hsts_seconds,optional"`
+	HSTSPreload     bool     `hcl:"hsts_preload,optional"`
+	HSTSPreloadNote string   `hcl:"hsts_preload_note,optional"`
+	AdminAllowedIPs []string `hcl:"admin_allowed_ips,optional"`
+}
+
+func defaultLogging() loggingBlock { return loggingBlock{Output: "stdout", Level: "INFO"} }
+
+func defaultSecurity() securityBlock {
+	return securityBlock{CSPScriptSrc: []string{"'self'"}, CSPStyleSrc: []string{"'self'"}, HSTSSeconds: 31536000}
+}
+
+func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
+	db := djangoBlock{
+		SessionEngine: "", MediaStorage: "local", APIPrefix: "",
+		SiteURL: "https://" + stack.Domain, PortalBaseURL: "",
+	}
+	if stack.Domain != "" {
+		db.AllowedHosts = []string{stack.Domain}
+	}
+	blocks := d.blocks[blockDjango]
+	var body hcl.Body
+	dj := Django{Ranges: map[string]hcl.Range{}}
+	if len(blocks) > 0 {
+		body = blocks[0].Body
+		dj.DeclRange = blocks[0].DefRange
+		d.addDiags(gohcl.DecodeBody(body, ctx, &db))
+		dj.Ranges = attrRanges(body)
+	}
+	if d.overrides.django != nil {
+		d.addDiags(applyOverride(d.overrides.django, ctx, dj.Ranges, &db))
+	}
+	metrics, logging, security := metricsBlock{Path: "/metrics"}, defaultLogging(), defaultSecurity()
+	if db.Metrics != nil {
+		metrics = *db.Metrics
+		if metrics.Path == "" {
+			metrics.Path = "/metrics"
+		}
+	}
+	if db.Logging != nil {
+		logging = mergeLogging(*db.Logging)
+	}
+	if db.Security != nil {
+		security = mergeSecurity(*db.Security)
+	}
+
+	dj.SettingsModule, dj.WSGI, dj.CeleryApp = db.SettingsModule, db.WSGI, db.CeleryApp
+	dj.Database = d.resolveService(db.Database, "database", KindPgBouncer, KindPostgres)
+	dj.DBUser, dj.MigrateUser = db.DBUser, db.MigrateUser
+	dj.Cache = d.resolveService(db.Cache, "cache", KindRedis)
+	dj.Broker = d.resolveService(db.Broker, "broker", KindRedis)
+	dj.SecretKey = d.resolveSecret(db.SecretKey, "secret_key")
+	dj.FieldEncryptionKey = d.resolveSecret(db.FieldEncryptionKey, "field_encryption_key")
+	dj.SentryDSN = d.resolveSecret(db.SentryDSN, "sentry_dsn")
+	dj.Debug, dj.AllowedHosts, dj.CORSOrigins = db.Debug, db.AllowedHosts, db.CORSOrigins
+	dj.SiteURL, dj.PortalBaseURL, dj.DefaultFromEmail = db.SiteURL, db.PortalBaseURL, db.DefaultFromEmail
+	dj.APIPrefix, dj.MediaStorage, dj.RealDataMode = db.APIPrefix, db.MediaStorage, db.RealDataMode
+	dj.SessionEngine = db.SessionEngine
+	if dj.SessionEngine == "" && dj.Cache != "" {
+		dj.SessionEngine = "cache"
+	}
+	dj.Settings = db.Settings
+	dj.Metrics = Metrics{Enabled: metrics.Enabled, Middleware: metrics.Middleware, CustomModule: metrics.CustomModule, Path: metrics.Path}
+	dj.Logging = Logging{Output: logging.Output, Level: logging.Level, ScrubFilter: logging.ScrubFilter, AuditRetentionDays: logging.AuditRetentionDays}
+	dj.Security = Security{
+		CSPScriptSrc: security.CSPScriptSrc, CSPStyleSrc: security.CSPStyleSrc,
+		HSTSSeconds: security.HSTSSeconds, HSTSPreload: security.HSTSPreload,
+		HSTSPreloadNote: security.HSTSPreloadNote, AdminAllowedIPs: security.AdminAllowedIPs,
+	}
+	if db.UploadMaxSize != "" {
+		size, err := ParseSize(db.UploadMaxSize)
+		if err != nil {
+			d.diags = append(d.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid upload_max_size",
+				Detail:   err.Error() + ` Write a size such as "100M" or "1G".`,
+				Subject:  rangeOr(dj.Ranges, "upload_max_size", dj.DeclRange).Ptr(),
+			})
+		}
+		dj.UploadMaxBytes = size
+	}
+	return dj
+}
+
+// mergeLogging fills what a logging block leaves unset with the defaults.
+func mergeLogging(l loggingBlock) loggingBlock {
+	def := defaultLogging()
+	if l.Output == "" {
+		l.Output = def.Output
+	}
+	if l.Level == "" {
+		l.Level = def.Level
+	}
+	return l
+}
+
+// mergeSecurity fills what a security block leaves unset with the
+// defaults; an explicit empty list stays empty.
+func mergeSecurity(s securityBlock) securityBlock {
+	def := defaultSecurity()
+	if s.CSPScriptSrc == nil {
+		s.CSPScriptSrc = def.CSPScriptSrc
+	}
+	if s.CSPStyleSrc == nil {
+		s.CSPStyleSrc = def.CSPStyleSrc
+	}
+	if s.HSTSSeconds == 0 {
+		s.HSTSSeconds = def.HSTSSeconds
+	}
+	return s
+}
+
+func rangeOr(ranges map[string]hcl.Range, name string, fallback hcl.Range) hcl.Range {
+	if r, ok := ranges[name]; ok {
+		return r
+	}
+	return fallback
+}
+
+// ParseSize reads a size such as "100M", "1G", "512k" or "1048576" into
+// bytes, with binary multiples as nginx and Docker use them.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToUpper(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'G':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size.", s)
+	}
+	return n * mult, nil
+}

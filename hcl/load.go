@@ -1,0 +1,473 @@
+package hcl
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+)
+
+// Options controls how a stack file is evaluated.
+type Options struct {
+	// Environment selects the environment block to evaluate. Required.
+	Environment string
+	// Vars overrides variable values, as given by --var name=value.
+	// A variable not listed here is read from OBCD_VAR_<NAME>, then
+	// falls back to its default.
+	Vars map[string]string
+	// LookupEnv reads the process environment; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
+
+// Loader parses and evaluates stack files, and remembers their sources
+// so diagnostics can be printed with snippets.
+type Loader struct {
+	parser *hclparse.Parser
+	opts   Options
+}
+
+// NewLoader returns a loader that evaluates for the given options.
+func NewLoader(opts Options) *Loader {
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	return &Loader{parser: hclparse.NewParser(), opts: opts}
+}
+
+// Load reads, parses and evaluates the stack file at path. It returns
+// every problem it finds, not only the first; the stack is nil whenever
+// the diagnostics hold an error.
+func (l *Loader) Load(path string) (*Stack, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read stack file",
+			Detail: fmt.Sprintf("%s: %s. Pass the stack file with --stack FILE, or create obcd.hcl in the current directory (see stacks/obcms.hcl for a complete example).",
+				path, describeFileError(err)),
+		}}
+	}
+	return l.LoadSource(path, src)
+}
+
+// LoadSource is Load for a source already in memory.
+func (l *Loader) LoadSource(filename string, src []byte) (*Stack, hcl.Diagnostics) {
+	file, diags := l.parser.ParseHCL(src, filename)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	d := newDecoder(filename, l.opts)
+	stack := d.decode(file.Body)
+	diags = append(diags, d.diags...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return stack, diags
+}
+
+// WriteDiagnostics prints diagnostics with file:line:col, a source
+// snippet and the detail that says how to fix each one.
+func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, color bool) error {
+	return hcl.NewDiagnosticTextWriter(w, l.parser.Files(), 100, color).WriteDiagnostics(diags)
+}
+
+// decoder holds the state of one evaluation. Its phases run in order:
+// declare names, check references, evaluate variables, select the
+// environment, evaluate locals, then decode every block against the full
+// evaluation context.
+type decoder struct {
+	filename string
+	opts     Options
+	funcs    map[string]function.Function
+	diags    hcl.Diagnostics
+	reported []hcl.Range
+
+	declared names
+	blocks   map[string][]*hcl.Block // top-level blocks by type
+
+	vars        map[string]cty.Value
+	locals      map[string]cty.Value
+	environment map[string]cty.Value
+	envBlock    *hcl.Block
+	overrides   overrides
+}
+
+// overrides are the override blocks of the selected environment.
+type overrides struct {
+	services   map[string]*hcl.Block
+	django     *hcl.Block
+	monitoring *hcl.Block
+}
+
+func newDecoder(filename string, opts Options) *decoder {
+	return &decoder{
+		filename: filename,
+		opts:     opts,
+		funcs:    functions(filepath.Dir(filename), opts.LookupEnv),
+		blocks:   map[string][]*hcl.Block{},
+	}
+}
+
+func (d *decoder) addDiags(diags hcl.Diagnostics) {
+	d.diags = append(d.diags, dropReported(diags, d.reported)...)
+}
+
+func (d *decoder) decode(body hcl.Body) *Stack {
+	content, diags := body.Content(rootSchema)
+	d.addDiags(diags)
+	for _, block := range content.Blocks {
+		d.blocks[block.Type] = append(d.blocks[block.Type], block)
+	}
+
+	d.declare()
+	refDiags, reported := checkReferences(body, &d.declared)
+	d.reported = reported
+	d.diags = append(d.diags, refDiags...)
+
+	d.evalVariables()
+	d.selectEnvironment()
+	d.evalLocals()
+
+	stack := &Stack{Environment: d.opts.Environment, File: d.filename}
+	stack.Environments = keysOfBlocks(d.blocks[blockEnvironment])
+	d.decodeStack(stack)
+	stack.Secrets = d.decodeSecrets()
+	ctx := d.evalContext()
+	stack.Services = d.decodeServices(ctx, stack)
+	stack.Django = d.decodeDjango(ctx, stack)
+	stack.Monitoring = d.decodeMonitoring(ctx)
+	d.checkUnusedOverrides()
+	if d.diags.HasErrors() {
+		return nil
+	}
+	d.addDiags(validateStack(stack))
+	return stack
+}
+
+// declare collects every declared name and reports duplicates, pointing
+// at both definitions.
+func (d *decoder) declare() {
+	d.declared = names{
+		variables: map[string]hcl.Range{},
+		locals:    map[string]hcl.Range{},
+		services:  map[string]*serviceHeader{},
+		secrets:   map[string]hcl.Range{},
+	}
+	for _, singleton := range []string{blockStack, blockDjango, blockMonitoring} {
+		blocks := d.blocks[singleton]
+		for _, extra := range blocks[min(1, len(blocks)):] {
+			d.diags = append(d.diags, duplicate(singleton+" block", "", blocks[0].DefRange, extra.DefRange))
+		}
+	}
+	declareLabeled(d, blockVariable, d.declared.variables)
+	declareLabeled(d, blockSecret, d.declared.secrets)
+	environments := map[string]hcl.Range{}
+	declareLabeled(d, blockEnvironment, environments)
+	for _, block := range d.blocks[blockLocals] {
+		attrs, diags := block.Body.JustAttributes()
+		d.addDiags(diags)
+		for _, name := range sortedAttrNames(attrs) {
+			attr := attrs[name]
+			if first, ok := d.declared.locals[name]; ok {
+				d.diags = append(d.diags, duplicate("local value", name, first, attr.NameRange))
+				continue
+			}
+			d.declared.locals[name] = attr.NameRange
+		}
+	}
+	d.declareServices()
+}
+
+func declareLabeled(d *decoder, blockType string, into map[string]hcl.Range) {
+	for _, block := range d.blocks[blockType] {
+		name := block.Labels[0]
+		if first, ok := into[name]; ok {
+			d.diags = append(d.diags, duplicate(blockType, name, first, block.DefRange))
+			continue
+		}
+		if !validName(name) {
+			d.diags = append(d.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("Invalid %s name", blockType),
+				Detail:   fmt.Sprintf("%q is not a valid name. Use lowercase letters, digits, '_' and '-', starting with a letter.", name),
+				Subject:  block.LabelRanges[0].Ptr(),
+			})
+		}
+		into[name] = block.DefRange
+	}
+}
+
+// duplicate reports a second definition, naming the first so the reader
+// sees both places.
+func duplicate(what, name string, first, second hcl.Range) *hcl.Diagnostic {
+	label := what
+	if name != "" {
+		label = fmt.Sprintf("%s %q", what, name)
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Duplicate " + label,
+		Detail: fmt.Sprintf("%s is defined twice: first at %s, again here at %s. Remove one of them, or rename it.",
+			capitalize(label), first.String(), second.String()),
+		Subject: second.Ptr(),
+		Context: hcl.RangeOver(first, second).Ptr(),
+	}
+}
+
+// selectEnvironment finds the requested environment block and evaluates
+// its own attributes (domain, docker_host).
+func (d *decoder) selectEnvironment() {
+	envs := d.blocks[blockEnvironment]
+	for _, block := range envs {
+		if block.Labels[0] == d.opts.Environment {
+			d.envBlock = block
+			break
+		}
+	}
+	if d.envBlock == nil {
+		d.diags = append(d.diags, unknownEnvironment(d.opts.Environment, envs, d.filename))
+		d.environment = map[string]cty.Value{
+			"name":        cty.StringVal(d.opts.Environment),
+			"domain":      cty.StringVal(""),
+			"docker_host": cty.StringVal(""),
+		}
+		return
+	}
+	content, diags := d.envBlock.Body.Content(environmentSchema)
+	d.addDiags(diags)
+	ctx := &hcl.EvalContext{
+		Variables: map[string]cty.Value{
+			rootVar:         cty.ObjectVal(d.vars),
+			rootEnvironment: cty.ObjectVal(map[string]cty.Value{"name": cty.StringVal(d.opts.Environment)}),
+		},
+		Functions: d.funcs,
+	}
+	d.environment = map[string]cty.Value{
+		"name":        cty.StringVal(d.opts.Environment),
+		"domain":      d.evalString(content.Attributes["domain"], ctx, ""),
+		"docker_host": d.evalString(content.Attributes["docker_host"], ctx, "unix:///var/run/docker.sock"),
+	}
+	d.overrides.services = map[string]*hcl.Block{}
+	for _, block := range content.Blocks {
+		switch block.Type {
+		case blockService:
+			name := block.Labels[0]
+			if first, ok := d.overrides.services[name]; ok {
+				d.diags = append(d.diags, duplicate("override of service", name, first.DefRange, block.DefRange))
+				continue
+			}
+			d.overrides.services[name] = block
+		case blockDjango:
+			if d.overrides.django != nil {
+				d.diags = append(d.diags, duplicate("django override block", "", d.overrides.django.DefRange, block.DefRange))
+				continue
+			}
+			d.overrides.django = block
+		case blockMonitoring:
+			if d.overrides.monitoring != nil {
+				d.diags = append(d.diags, duplicate("monitoring override block", "", d.overrides.monitoring.DefRange, block.DefRange))
+				continue
+			}
+			d.overrides.monitoring = block
+		}
+	}
+}
+
+func unknownEnvironment(name string, envs []*hcl.Block, filename string) *hcl.Diagnostic {
+	declared := keysOfBlocks(envs)
+	detail := fmt.Sprintf("The stack file declares no environment %q.", name)
+	if s := nameSuggestion(name, declared); s != "" {
+		detail += fmt.Sprintf(" Did you mean %q?", s)
+	}
+	if len(declared) > 0 {
+		detail += fmt.Sprintf(" Declared environments: %s.", strings.Join(declared, ", "))
+	}
+	detail += fmt.Sprintf(` To add it, declare environment %q { domain = "..." } in the stack file.`, name)
+	subject := hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos}
+	if len(envs) > 0 {
+		subject = envs[0].DefRange
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Unknown environment %q", name),
+		Detail:   detail,
+		Subject:  &subject,
+	}
+}
+
+// evalLocals evaluates locals in dependency order, so a local may refer
+// to another regardless of where it is written. A cycle is reported.
+func (d *decoder) evalLocals() {
+	pending := map[string]*hcl.Attribute{}
+	for _, block := range d.blocks[blockLocals] {
+		attrs, _ := block.Body.JustAttributes()
+		for name, attr := range attrs {
+			if _, dup := pending[name]; !dup {
+				pending[name] = attr
+			}
+		}
+	}
+	d.locals = map[string]cty.Value{}
+	for len(pending) > 0 {
+		progressed := false
+		for _, name := range sortedAttrNames(pending) {
+			attr := pending[name]
+			if !d.localDepsReady(attr, pending) {
+				continue
+			}
+			value, diags := attr.Expr.Value(d.localContext())
+			d.addDiags(diags)
+			if diags.HasErrors() {
+				value = cty.DynamicVal
+			}
+			d.locals[name] = value
+			delete(pending, name)
+			progressed = true
+		}
+		if !progressed {
+			for _, name := range sortedAttrNames(pending) {
+				d.diags = append(d.diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Cycle in local values",
+					Detail:   fmt.Sprintf("local.%s depends, directly or through other locals, on itself. Break the cycle by computing one of them from variables instead.", name),
+					Subject:  pending[name].NameRange.Ptr(),
+				})
+				d.locals[name] = cty.DynamicVal
+			}
+			return
+		}
+	}
+}
+
+func (d *decoder) localDepsReady(attr *hcl.Attribute, pending map[string]*hcl.Attribute) bool {
+	for _, traversal := range attr.Expr.Variables() {
+		if traversal.RootName() != rootLocal || len(traversal) < 2 {
+			continue
+		}
+		if step, ok := traversal[1].(hcl.TraverseAttr); ok {
+			if _, waiting := pending[step.Name]; waiting && step.Name != attr.Name {
+				return false
+			}
+			if step.Name == attr.Name {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (d *decoder) localContext() *hcl.EvalContext {
+	return &hcl.EvalContext{
+		Variables: map[string]cty.Value{
+			rootVar:         cty.ObjectVal(d.vars),
+			rootLocal:       cty.ObjectVal(d.locals),
+			rootEnvironment: cty.ObjectVal(d.environment),
+		},
+		Functions: d.funcs,
+	}
+}
+
+// evalContext is the full context every block is decoded in.
+func (d *decoder) evalContext() *hcl.EvalContext {
+	services := map[string]cty.Value{}
+	for name, header := range d.declared.services {
+		services[name] = cty.ObjectVal(map[string]cty.Value{
+			"name": cty.StringVal(name),
+			"kind": cty.StringVal(string(header.kind)),
+			"host": cty.StringVal(name),
+		})
+	}
+	secrets := map[string]cty.Value{}
+	for name := range d.declared.secrets {
+		secrets[name] = cty.CapsuleVal(secretRefType, &secretRef{name: name})
+	}
+	ctx := d.localContext()
+	ctx.Variables[rootService] = cty.ObjectVal(services)
+	ctx.Variables[rootSecret] = cty.ObjectVal(secrets)
+	return ctx
+}
+
+// secretRef is what secret.<name> evaluates to: an opaque capsule, so a
+// secret can be assigned to a secret-typed argument but never
+// interpolated into a string, where its value would leak into output.
+type secretRef struct{ name string }
+
+var secretRefType = cty.CapsuleWithOps("secret", reflect.TypeOf(secretRef{}), &cty.CapsuleOps{
+	GoString: func(v interface{}) string { return "secret." + v.(*secretRef).name },
+	TypeGoString: func(reflect.Type) string {
+		return "secret"
+	},
+})
+
+func (d *decoder) evalString(attr *hcl.Attribute, ctx *hcl.EvalContext, fallback string) cty.Value {
+	if attr == nil {
+		return cty.StringVal(fallback)
+	}
+	var s string
+	d.addDiags(decodeExpr(attr.Expr, ctx, &s))
+	return cty.StringVal(s)
+}
+
+func (d *decoder) checkUnusedOverrides() {
+	for _, name := range sortedBlockNames(d.overrides.services) {
+		if _, ok := d.declared.services[name]; ok {
+			continue
+		}
+		block := d.overrides.services[name]
+		detail := fmt.Sprintf("Environment %q overrides service %q, but no such service is declared.", d.opts.Environment, name)
+		if s := nameSuggestion(name, keysOf(d.declared.services)); s != "" {
+			detail += fmt.Sprintf(" Did you mean %q?", s)
+		}
+		d.diags = append(d.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Reference to undeclared service",
+			Detail:   detail + " Overrides name a service by its name, the second label of its block.",
+			Subject:  block.LabelRanges[0].Ptr(),
+		})
+	}
+}
+
+func keysOfBlocks(blocks []*hcl.Block) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, b := range blocks {
+		if len(b.Labels) > 0 && !seen[b.Labels[0]] {
+			seen[b.Labels[0]] = true
+			out = append(out, b.Labels[0])
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedAttrNames(attrs map[string]*hcl.Attribute) []string { return keysOf(attrs) }
+
+func sortedBlockNames(blocks map[string]*hcl.Block) []string { return keysOf(blocks) }
+
+func validName(name string) bool {
+	if name == "" || name[0] < 'a' || name[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

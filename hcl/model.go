@@ -1,0 +1,404 @@
+package hcl
+
+import (
+	"strconv"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Stack is one environment's fully evaluated view of a stack file: every
+// variable, local and environment override has been applied, every
+// reference resolved, and every default filled in. Renderers and checks
+// read it; nothing writes to it after Load returns.
+//
+// Secret values never appear here. Fields that name a secret hold the
+// secret's name (see Secret), and the renderer asks a SecretSource for the
+// value only where an artifact truly needs a derived form of it (a SCRAM
+// verifier, for instance).
+type Stack struct {
+	Name        string // stack "<name>"
+	Environment string // the environment this view was evaluated for
+	File        string // the stack file as given on the command line
+	AppImage    string // repository of the Django image, e.g. "obcms/app"
+	Version     string // release version, exported as APP_VERSION
+	Domain      string // public DNS name of this environment
+	DockerHost  string // Docker endpoint, e.g. unix:///var/run/docker.sock or ssh://deploy@host
+
+	// Environments lists every environment the file declares, sorted.
+	Environments []string
+
+	Django     Django
+	Services   []*Service // declaration order
+	Secrets    []*Secret  // declaration order
+	Monitoring Monitoring
+
+	DeclRange hcl.Range // the stack block
+	// EnvRange is the environment block this view was evaluated for.
+	EnvRange hcl.Range
+}
+
+// Service returns the service with the given name, or nil.
+func (s *Stack) Service(name string) *Service {
+	for _, svc := range s.Services {
+		if svc.Name == name {
+			return svc
+		}
+	}
+	return nil
+}
+
+// ServicesOf returns the services of one kind, in declaration order.
+func (s *Stack) ServicesOf(kind Kind) []*Service {
+	var out []*Service
+	for _, svc := range s.Services {
+		if svc.Kind == kind {
+			out = append(out, svc)
+		}
+	}
+	return out
+}
+
+// First returns the first service of a kind, or nil.
+func (s *Stack) First(kind Kind) *Service {
+	for _, svc := range s.Services {
+		if svc.Kind == kind {
+			return svc
+		}
+	}
+	return nil
+}
+
+// Secret returns the declared secret with the given name, or nil.
+func (s *Stack) Secret(name string) *Secret {
+	for _, sec := range s.Secrets {
+		if sec.Name == name {
+			return sec
+		}
+	}
+	return nil
+}
+
+// Kind is the role a service plays in the stack. It decides the schema of
+// the service block, its defaults, and how each artifact treats it.
+type Kind string
+
+// The service kinds a stack can declare.
+const (
+	KindWeb          Kind = "web"           // Django under gunicorn
+	KindNginx        Kind = "nginx"         // TLS-terminating reverse proxy
+	KindPostgres     Kind = "postgres"      // primary plus optional streaming replicas
+	KindPgBouncer    Kind = "pgbouncer"     // connection pooler in front of postgres
+	KindRedis        Kind = "redis"         // cache, sessions and Celery broker
+	KindCeleryWorker Kind = "celery_worker" // Celery worker pool
+	KindCeleryBeat   Kind = "celery_beat"   // Celery scheduler (always exactly one)
+	KindPrometheus   Kind = "prometheus"
+	KindAlertmanager Kind = "alertmanager"
+	KindGrafana      Kind = "grafana"
+	KindExporter     Kind = "exporter" // a Prometheus exporter; Exporter.Type says which
+	KindBackup       Kind = "backup"   // scheduled pg_dump with retention
+)
+
+// Kinds lists every service kind, in the order the language documents them.
+var Kinds = []Kind{
+	KindWeb, KindNginx, KindPostgres, KindPgBouncer, KindRedis,
+	KindCeleryWorker, KindCeleryBeat, KindPrometheus, KindAlertmanager,
+	KindGrafana, KindExporter, KindBackup,
+}
+
+// Service is one long-running service (or, for postgres, a primary and
+// its replicas). Exactly one of the kind-specific pointers is set, the one
+// matching Kind; kinds without settings of their own leave all nil.
+type Service struct {
+	Kind     Kind
+	Name     string   // DNS name on the stack network
+	Image    string   // full image reference
+	Replicas int      // containers of this service; for postgres, streaming replicas besides the primary
+	Port     int      // the port the service listens on inside the network
+	CPUs     float64  // limit; 0 means none
+	Memory   string   // limit, e.g. "512M"; "" means none
+	Ports    []string // published ports, compose short syntax ("127.0.0.1:8080:80")
+	Env      map[string]string
+	Command  []string // overrides the kind's default command when set
+	Health   *Health  // overrides the kind's default healthcheck when set
+
+	Web       *Web
+	Nginx     *Nginx
+	Postgres  *Postgres
+	PgBouncer *PgBouncer
+	Redis     *Redis
+	Celery    *Celery
+	Grafana   *Grafana
+	Exporter  *Exporter
+	Backup    *Backup
+
+	DeclRange hcl.Range
+	// Ranges holds the source range of each attribute set in the file (or
+	// in the environment's override), keyed by attribute name.
+	Ranges map[string]hcl.Range
+}
+
+// Health overrides a service's default healthcheck.
+type Health struct {
+	Test        []string // compose syntax: ["CMD", ...] or ["CMD-SHELL", "..."]
+	Interval    string
+	Timeout     string
+	Retries     int
+	StartPeriod string
+}
+
+// Web holds gunicorn settings.
+type Web struct {
+	Workers int
+	Timeout int // seconds
+}
+
+// Nginx holds reverse-proxy settings.
+type Nginx struct {
+	Upstream   string // name of the web service it proxies to
+	HTTPPort   int
+	HTTPSPort  int
+	StatusPort int    // stub_status listener, scraped by the nginx exporter
+	TLSCert    string // certificate path inside the container
+	TLSKey     string // key path inside the container
+}
+
+// Postgres holds the primary's settings and its replication.
+type Postgres struct {
+	Database            string
+	MaxConnections      int
+	SharedBuffers       string
+	SuperuserPassword   string // secret name
+	ReplicationUser     string
+	ReplicationPassword string // secret name; required when Replicas > 0
+}
+
+// ReplicaNames returns the service names of the streaming replicas.
+func (s *Service) ReplicaNames() []string {
+	if s.Kind != KindPostgres {
+		return nil
+	}
+	names := make([]string, 0, s.Replicas)
+	for i := 1; i <= s.Replicas; i++ {
+		names = append(names, s.Name+"-replica-"+strconv.Itoa(i))
+	}
+	return names
+}
+
+// SlotName is the replication slot of the replica with the given service name.
+func SlotName(replica string) string {
+	out := make([]byte, 0, len(replica))
+	for i := 0; i < len(replica); i++ {
+		c := replica[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_':
+			out = append(out, c)
+		case c >= 'A' && c <= 'Z':
+			out = append(out, c+'a'-'A')
+		default:
+			out = append(out, '_')
+		}
+	}
+	return string(out)
+}
+
+// PgBouncer holds pooler settings and the users it authenticates.
+type PgBouncer struct {
+	Server          string // name of the postgres service it pools
+	PoolMode        string // session | transaction | statement
+	AuthType        string // scram-sha-256 | md5
+	MaxClientConn   int
+	DefaultPoolSize int
+	Users           []*PgUser
+}
+
+// User returns the pgbouncer user with the given name, or nil.
+func (p *PgBouncer) User(name string) *PgUser {
+	for _, u := range p.Users {
+		if u.Name == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// PgUser is a database role that logs in through PgBouncer.
+type PgUser struct {
+	Name     string
+	Password string // secret name
+	Admin    bool   // listed in admin_users; owns the database
+	Stats    bool   // listed in stats_users; read-only monitoring role
+	// DeclRange is the user block.
+	DeclRange hcl.Range
+}
+
+// Redis holds cache and broker settings.
+type Redis struct {
+	MaxMemory       string // e.g. "512mb"; "" means no limit
+	MaxMemoryPolicy string
+}
+
+// Celery holds worker or beat settings.
+type Celery struct {
+	Concurrency int
+	Queues      []string
+	LogLevel    string
+}
+
+// Grafana holds Grafana's settings.
+type Grafana struct {
+	AdminUser     string
+	AdminPassword string // secret name
+}
+
+// Exporter types a stack can declare.
+const (
+	ExporterNode      = "node"
+	ExporterPostgres  = "postgres"
+	ExporterPgBouncer = "pgbouncer"
+	ExporterRedis     = "redis"
+	ExporterNginx     = "nginx"
+	ExporterCelery    = "celery"
+)
+
+// ExporterTypes lists the exporter types and their default ports.
+var ExporterTypes = map[string]int{
+	ExporterNode:      9100,
+	ExporterPostgres:  9187,
+	ExporterPgBouncer: 9127,
+	ExporterRedis:     9121,
+	ExporterNginx:     9113,
+	ExporterCelery:    9808,
+}
+
+// Exporter is a Prometheus exporter for one target service.
+type Exporter struct {
+	Type   string // one of the Exporter* constants
+	Target string // service it exports; "" for node
+}
+
+// Backup is the scheduled database dump.
+type Backup struct {
+	Database string // name of the postgres service it dumps
+	Interval string // Go duration between dumps, e.g. "24h"
+	KeepDays int    // dumps older than this are pruned
+}
+
+// Django is the application's configuration: how it is wired to the
+// services, and the settings the audit found missing. Everything here is
+// exported to the containers through the rendered env file.
+type Django struct {
+	SettingsModule string
+	WSGI           string // gunicorn app, e.g. "obc_management.wsgi:application"
+	CeleryApp      string // celery -A value; "" when Celery is not used
+
+	Database    string // service the app connects to (pgbouncer or postgres)
+	DBUser      string // role the app logs in as
+	MigrateUser string // role migrations run as, directly against the primary
+	Cache       string // redis service for CACHES and sessions; "" means none
+	Broker      string // redis service for Celery; "" means none
+
+	SecretKey          string // secret name
+	FieldEncryptionKey string // secret name; "" when not configured
+	SentryDSN          string // secret name; "" when not configured
+
+	Debug            bool
+	AllowedHosts     []string
+	CORSOrigins      []string
+	SiteURL          string
+	PortalBaseURL    string
+	DefaultFromEmail string
+	APIPrefix        string
+	MediaStorage     string // local | s3
+	UploadMaxBytes   int64
+	RealDataMode     bool
+	SessionEngine    string // cache | db | signed_cookies
+	Settings         map[string]string
+
+	Metrics  Metrics
+	Logging  Logging
+	Security Security
+
+	DeclRange hcl.Range
+	// Ranges holds the source range of each attribute that was set in the
+	// file, keyed by attribute name, so checks can point at it.
+	Ranges map[string]hcl.Range
+}
+
+// Metrics configures django-prometheus.
+type Metrics struct {
+	Enabled      bool   // django_prometheus installed, /metrics exposed
+	Middleware   bool   // PrometheusBeforeMiddleware and PrometheusAfterMiddleware
+	CustomModule string // module registering the app's own metrics
+	Path         string
+}
+
+// Logging configures Django's LOGGING.
+type Logging struct {
+	Output             string // stdout | file
+	Level              string
+	ScrubFilter        string // name of the PHI/PII scrubbing filter; "" means none
+	AuditRetentionDays int
+}
+
+// Security holds the HTTP security settings.
+type Security struct {
+	CSPScriptSrc    []string
+	CSPStyleSrc     []string
+	HSTSSeconds     int
+	HSTSPreload     bool
+	HSTSPreloadNote string
+	AdminAllowedIPs []string
+}
+
+// Monitoring holds what Prometheus and Alertmanager need beyond services.
+type Monitoring struct {
+	Retention          string // Prometheus TSDB retention, e.g. "30d"
+	ScrapeInterval     string
+	EvaluationInterval string
+	SMTPSmarthost      string
+	SMTPFrom           string
+	DefaultReceiver    string
+	CriticalReceiver   string
+	Receivers          []*Receiver
+
+	DeclRange hcl.Range
+}
+
+// Receiver is an Alertmanager receiver.
+type Receiver struct {
+	Name       string
+	Email      []string // addresses; uses the SMTP settings of Monitoring
+	WebhookURL string
+	DeclRange  hcl.Range
+}
+
+// Secret is a named secret the stack needs. Its value lives outside the
+// stack file: in .obcd/<env>.secrets or in OBCD_SECRET_<NAME>.
+type Secret struct {
+	Name        string
+	Description string
+	Length      int    // generated length
+	Format      string // alnum | hex | base64url (the Fernet key format when Length is 44)
+	DeclRange   hcl.Range
+}
+
+// EnvVar is the environment variable that carries a secret's value, both
+// as an override for obcd and in the rendered compose file.
+func (s *Secret) EnvVar() string { return SecretEnvVar(s.Name) }
+
+// SecretEnvVar is the environment variable for the secret with this name.
+func SecretEnvVar(name string) string {
+	out := []byte("OBCD_SECRET_")
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			out = append(out, c-'a'+'A')
+		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			out = append(out, c)
+		default:
+			out = append(out, '_')
+		}
+	}
+	return string(out)
+}

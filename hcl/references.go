@@ -1,0 +1,192 @@
+package hcl
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/agext/levenshtein"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// names is what a stack file declares, collected before anything is
+// evaluated so that every reference can be checked in one pass.
+type names struct {
+	variables map[string]hcl.Range
+	locals    map[string]hcl.Range
+	services  map[string]*serviceHeader
+	secrets   map[string]hcl.Range
+}
+
+// checkReferences walks every expression in the file and reports each
+// reference to something that is not declared, with a suggestion. It
+// returns the ranges it reported so that the evaluator's own, less
+// helpful, diagnostic for the same expression can be dropped.
+func checkReferences(body hcl.Body, declared *names) (hcl.Diagnostics, []hcl.Range) {
+	syntaxBody, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return nil, nil
+	}
+	var diags hcl.Diagnostics
+	var reported []hcl.Range
+	_ = hclsyntax.VisitAll(syntaxBody, func(node hclsyntax.Node) hcl.Diagnostics {
+		expr, ok := node.(*hclsyntax.ScopeTraversalExpr)
+		if !ok {
+			return nil
+		}
+		if d := checkTraversal(expr.Traversal, declared); d != nil {
+			diags = append(diags, d)
+			reported = append(reported, *d.Subject)
+		}
+		return nil
+	})
+	return diags, reported
+}
+
+func checkTraversal(traversal hcl.Traversal, declared *names) *hcl.Diagnostic {
+	root := traversal.RootName()
+	var kind, declareHint string
+	var known []string
+	switch root {
+	case rootVar:
+		kind, known = "variable", keysOf(declared.variables)
+		declareHint = `Declare it with a block: variable "%s" { type = string }.`
+	case rootLocal:
+		kind, known = "local value", keysOf(declared.locals)
+		declareHint = `Define it in a locals block: locals { %s = ... }.`
+	case rootService:
+		kind, known = "service", keysOf(declared.services)
+		declareHint = `Declare it with a block: service "<kind>" "%s" { ... }.`
+	case rootSecret:
+		kind, known = "secret", keysOf(declared.secrets)
+		declareHint = `Declare it with a block: secret "%s" {}.`
+	case rootEnvironment:
+		kind, known = "environment attribute", environmentAttrs
+		declareHint = ""
+	default:
+		return nil
+	}
+	if len(traversal) < 2 {
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Incomplete %s reference", kind),
+			Detail:   fmt.Sprintf("A reference to a %s needs a name after %q, like %s.name.", kind, root, root),
+			Subject:  traversal.SourceRange().Ptr(),
+		}
+	}
+	attr, ok := traversal[1].(hcl.TraverseAttr)
+	if !ok {
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Invalid %s reference", kind),
+			Detail:   fmt.Sprintf("Write %s.<name>; an index such as %s[...] is not supported.", root, root),
+			Subject:  traversal.SourceRange().Ptr(),
+		}
+	}
+	for _, name := range known {
+		if name == attr.Name {
+			return nil
+		}
+	}
+	detail := fmt.Sprintf("There is no %s named %q.", kind, attr.Name)
+	if suggestion := nameSuggestion(attr.Name, known); suggestion != "" {
+		detail += fmt.Sprintf(" Did you mean %q?", suggestion)
+	}
+	if len(known) > 0 {
+		detail += fmt.Sprintf(" Declared: %s.", strings.Join(known, ", "))
+	}
+	if declareHint != "" {
+		detail += " " + fmt.Sprintf(declareHint, attr.Name)
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Reference to undeclared %s", kind),
+		Detail:   detail,
+		Subject:  hcl.RangeBetween(traversal[0].SourceRange(), traversal[1].SourceRange()).Ptr(),
+	}
+}
+
+// nameSuggestion returns the known name closest to given, if it is close
+// enough to be a likely typo.
+func nameSuggestion(given string, known []string) string {
+	best, bestDist := "", 3
+	for _, name := range known {
+		if d := levenshtein.Distance(given, name, nil); d < bestDist {
+			best, bestDist = name, d
+		}
+	}
+	return best
+}
+
+// dropReported removes diagnostics whose subject lies inside a range that
+// checkReferences already explained.
+func dropReported(diags hcl.Diagnostics, reported []hcl.Range) hcl.Diagnostics {
+	if len(reported) == 0 {
+		return diags
+	}
+	out := diags[:0:0]
+	for _, d := range diags {
+		if d.Subject != nil && coveredBy(*d.Subject, reported) {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func coveredBy(subject hcl.Range, ranges []hcl.Range) bool {
+	for _, r := range ranges {
+		if subject.Filename == r.Filename && r.Overlaps(subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// refName resolves an expression that must be a plain reference such as
+// service.db or secret.api_key, and returns the name after the root. It
+// reports a diagnostic when the expression is anything else.
+func refName(expr hcl.Expression, root, attrName, example string) (string, hcl.Diagnostics) {
+	traversal, diags := hcl.AbsTraversalForExpr(expr)
+	if diags.HasErrors() || traversal.RootName() != root || len(traversal) != 2 {
+		return "", hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Invalid %s reference", root),
+			Detail:   fmt.Sprintf("The %s argument must be a reference such as %s, not a value or expression.", attrName, example),
+			Subject:  expr.Range().Ptr(),
+		}}
+	}
+	attr, ok := traversal[1].(hcl.TraverseAttr)
+	if !ok {
+		return "", hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Invalid %s reference", root),
+			Detail:   fmt.Sprintf("Write %s; an index is not supported here.", example),
+			Subject:  expr.Range().Ptr(),
+		}}
+	}
+	return attr.Name, nil
+}
+
+// exprIsSet reports whether an optional expression-typed attribute was
+// written in the file; gohcl fills absent ones with a static null.
+func exprIsSet(expr hcl.Expression) bool {
+	if expr == nil {
+		return false
+	}
+	if len(expr.Variables()) > 0 {
+		return true
+	}
+	value, diags := expr.Value(nil)
+	return diags.HasErrors() || !value.IsNull()
+}
+
+func keysOf[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
