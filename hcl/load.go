@@ -117,7 +117,7 @@ func newDecoder(filename string, opts Options) *decoder {
 }
 
 func (d *decoder) addDiags(diags hcl.Diagnostics) {
-	d.diags = append(d.diags, dropReported(diags, d.reported)...)
+	d.diags = append(d.diags, withHints(dropReported(diags, d.reported))...)
 }
 
 func (d *decoder) decode(body hcl.Body) *Stack {

@@ -190,3 +190,22 @@ func keysOf[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// withHints adds a fix to diagnostics that HCL itself produces with only
+// a description of the problem. It matches HCL's own summaries, which are
+// part of its API surface, and never drops or reorders anything.
+func withHints(diags hcl.Diagnostics) hcl.Diagnostics {
+	for _, d := range diags {
+		switch d.Summary {
+		case "Unsuitable value type", "Incorrect attribute value type":
+			d.Detail += ". Numbers and booleans are written without quotes (replicas = 2, debug = false), lists as [\"a\", \"b\"], maps as { KEY = \"value\" }."
+		case "Invalid template interpolation value":
+			if strings.Contains(d.Detail, "have secret") {
+				d.Detail += " Secrets cannot be interpolated into strings, where their value would end up in rendered files; assign the secret to an argument that takes one (password, secret_key, ...) and the container receives it at deploy time."
+			}
+		case "Unsupported argument", "Unsupported block type":
+			d.Detail += " stacks/obcms.hcl shows every block and argument the language accepts."
+		}
+	}
+	return diags
+}

@@ -1,0 +1,237 @@
+package hcl
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// loadFixture evaluates a file under testdata/hcl for env, with a fixed
+// empty process environment so results never depend on the machine.
+func loadFixture(t *testing.T, name, env string) (*Stack, hcl.Diagnostics, string) {
+	t.Helper()
+	loader := NewLoader(Options{Environment: env, LookupEnv: func(string) (string, bool) { return "", false }})
+	stack, diags := loader.Load(filepath.Join("..", "testdata", "hcl", name))
+	var buf bytes.Buffer
+	if err := loader.WriteDiagnostics(&buf, diags, false); err != nil {
+		t.Fatal(err)
+	}
+	return stack, diags, buf.String()
+}
+
+func TestLoad_MinimalStackHasDefaults(t *testing.T) {
+	stack, diags, text := loadFixture(t, "minimal.hcl", "staging")
+	if diags.HasErrors() {
+		t.Fatalf("unexpected diagnostics:\n%s", text)
+	}
+	web := stack.Service("web")
+	if web.Image != "demo/app:latest" || web.Port != 8000 || web.Replicas != 1 || web.Web.Workers != 4 {
+		t.Errorf("web defaults wrong: %+v %+v", web, web.Web)
+	}
+	if got := stack.Django.AllowedHosts; len(got) != 1 || got[0] != "staging.demo.example" {
+		t.Errorf("allowed hosts default = %v, want the domain", got)
+	}
+	if stack.DockerHost != "unix:///var/run/docker.sock" {
+		t.Errorf("docker host default = %q", stack.DockerHost)
+	}
+}
+
+// TestLoad_BadInputDiagnostics pins the exact diagnostic text, snippet
+// and fix of each class of mistake; -update rewrites the .diag files.
+func TestLoad_BadInputDiagnostics(t *testing.T) {
+	cases := []struct {
+		fixture, env string
+		summaries    []string
+	}{
+		{"unknown_attribute.hcl", "staging", []string{"Unsupported argument"}},
+		{"unknown_block.hcl", "staging", []string{"Unsupported block type"}},
+		{"type_error.hcl", "staging", []string{"Unsuitable value type"}},
+		{"undefined_service.hcl", "staging", []string{"Reference to undeclared service"}},
+		{"undefined_variable.hcl", "staging", []string{"Reference to undeclared variable"}},
+		{"duplicate_block.hcl", "staging", []string{`Duplicate service "web"`}},
+		{"unknown_environment.hcl", "qa", []string{`Unknown environment "qa"`}},
+		{"literal_password.hcl", "staging", []string{"Invalid secret reference"}},
+		{"secret_interpolation.hcl", "staging", []string{"Invalid template interpolation value"}},
+		{"variable_validation.hcl", "staging", []string{`Invalid value for variable "app_version"`}},
+		{"override_unknown_service.hcl", "staging", []string{"Reference to undeclared service"}},
+	}
+	for _, tc := range cases {
+		t.Run(strings.TrimSuffix(tc.fixture, ".hcl"), func(t *testing.T) {
+			stack, diags, text := loadFixture(t, tc.fixture, tc.env)
+			if stack != nil || !diags.HasErrors() {
+				t.Fatalf("want errors and no stack, got stack=%v diags=%v", stack != nil, diags)
+			}
+			if got := summaries(diags); strings.Join(got, "|") != strings.Join(tc.summaries, "|") {
+				t.Errorf("summaries = %q, want %q\n%s", got, tc.summaries, text)
+			}
+			for _, d := range diags {
+				if d.Subject == nil || d.Subject.Start.Line == 0 {
+					t.Errorf("diagnostic %q has no source position", d.Summary)
+				}
+				if strings.TrimSpace(d.Detail) == "" {
+					t.Errorf("diagnostic %q has no detail", d.Summary)
+				}
+			}
+			golden(t, filepath.Join("..", "testdata", "hcl", strings.TrimSuffix(tc.fixture, ".hcl")+".diag"), text)
+		})
+	}
+}
+
+func TestLoad_ReportsEveryErrorInOneRun(t *testing.T) {
+	_, diags, text := loadFixture(t, "all_errors.hcl", "staging")
+	want := []string{
+		"Unsupported block type",           // bogus {}
+		`Duplicate service "web"`,          // second web
+		"Reference to undeclared variable", // var.missing
+		"Reference to undeclared service",  // service.nowhere
+		"Unsupported argument",             // replcas
+		"Unsuitable value type",            // http_port = "eighty"
+	}
+	got := strings.Join(summaries(diags), "\n")
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("missing %q in one run; got:\n%s", w, text)
+		}
+	}
+	if len(diags) != len(want) {
+		t.Errorf("got %d diagnostics, want %d (no duplicates):\n%s", len(diags), len(want), text)
+	}
+}
+
+func TestLoad_DuplicatePointsAtBothBlocks(t *testing.T) {
+	_, diags, _ := loadFixture(t, "duplicate_block.hcl", "staging")
+	d := diags[0]
+	if d.Subject.Start.Line != 7 {
+		t.Errorf("subject line = %d, want the second block at 7", d.Subject.Start.Line)
+	}
+	if !strings.Contains(d.Detail, "duplicate_block.hcl:5") {
+		t.Errorf("detail %q does not name the first block at line 5", d.Detail)
+	}
+}
+
+func TestLoad_EnvironmentOverrides(t *testing.T) {
+	for _, tc := range []struct {
+		env                   string
+		web, worker, replicas int
+		retention, domain     string
+	}{
+		{"staging", 2, 1, 0, "7d", "staging.obcms.example.org"},
+		{"production", 4, 2, 2, "30d", "obcms.example.org"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			loader := NewLoader(Options{Environment: tc.env})
+			stack, diags := loader.Load("../stacks/obcms.hcl")
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			if got := stack.Service("web").Replicas; got != tc.web {
+				t.Errorf("web replicas = %d, want %d", got, tc.web)
+			}
+			if got := stack.Service("celery-worker").Replicas; got != tc.worker {
+				t.Errorf("worker replicas = %d, want %d", got, tc.worker)
+			}
+			if got := stack.Service("db").Replicas; got != tc.replicas {
+				t.Errorf("postgres replicas = %d, want %d", got, tc.replicas)
+			}
+			if stack.Monitoring.Retention != tc.retention || stack.Domain != tc.domain {
+				t.Errorf("retention %q domain %q", stack.Monitoring.Retention, stack.Domain)
+			}
+			if stack.Django.SiteURL != "https://"+tc.domain {
+				t.Errorf("site url %q does not follow the environment's domain", stack.Django.SiteURL)
+			}
+			pgb := stack.Service("pgbouncer").PgBouncer
+			if pgb.PoolMode != "transaction" || len(pgb.Users) != 3 {
+				t.Errorf("pgbouncer = %+v", pgb)
+			}
+		})
+	}
+}
+
+func TestLoad_VariablesFromFlagsAndEnvironment(t *testing.T) {
+	env := map[string]string{"OBCD_VAR_APP_VERSION": "2.0.0"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	stack, diags := NewLoader(Options{Environment: "staging", LookupEnv: lookup}).Load("../stacks/obcms.hcl")
+	if diags.HasErrors() || stack.Version != "2.0.0" {
+		t.Fatalf("env var not applied: %v %v", diags, stack)
+	}
+	stack, diags = NewLoader(Options{Environment: "staging", LookupEnv: lookup, Vars: map[string]string{"app_version": "3.1.4"}}).Load("../stacks/obcms.hcl")
+	if diags.HasErrors() || stack.Version != "3.1.4" || stack.Service("web").Image != "obcms/app:3.1.4" {
+		t.Fatalf("--var must win over the environment: %v", diags)
+	}
+	_, diags = NewLoader(Options{Environment: "staging", Vars: map[string]string{"app_version": "nope"}}).Load("../stacks/obcms.hcl")
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "semantic version") {
+		t.Fatalf("validation must reject a bad --var: %v", diags)
+	}
+}
+
+func TestLoad_EnvAndFileFunctions(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "hosts.txt"), []byte("a.example"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := `
+stack "demo" { app_image = env("IMAGE") }
+service "web" "web" { env = { HOST = file("hosts.txt"), MODE = env("UNSET", "fallback") } }
+environment "staging" { domain = "s.example" }
+`
+	path := filepath.Join(dir, "obcd.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(k string) (string, bool) {
+		if k == "IMAGE" {
+			return "demo/app", true
+		}
+		return "", false
+	}
+	stack, diags := NewLoader(Options{Environment: "staging", LookupEnv: lookup}).Load(path)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if stack.AppImage != "demo/app" || stack.Service("web").Env["HOST"] != "a.example" || stack.Service("web").Env["MODE"] != "fallback" {
+		t.Errorf("functions not applied: %q %v", stack.AppImage, stack.Service("web").Env)
+	}
+	_, diags = NewLoader(Options{Environment: "staging"}).Load(path)
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "IMAGE is not set") {
+		t.Errorf("unset env() must fail with the variable's name: %v", diags)
+	}
+}
+
+func TestLoad_MissingFileSaysHowToFix(t *testing.T) {
+	_, diags := NewLoader(Options{Environment: "staging"}).Load("does-not-exist.hcl")
+	if !diags.HasErrors() || !strings.Contains(diags[0].Detail, "--stack") {
+		t.Fatalf("want a hint about --stack, got %v", diags)
+	}
+}
+
+func summaries(diags hcl.Diagnostics) []string {
+	var out []string
+	for _, d := range diags {
+		out = append(out, d.Summary)
+	}
+	return out
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden %s (run go test ./... -update to create it): %v", path, err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs (run go test ./... -update to accept):\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}

@@ -1,0 +1,11 @@
+stack "demo" {
+  app_image = "demo/app"
+}
+
+service "postgres" "db" {
+  superuser_password = "hunter2"
+}
+
+environment "staging" {
+  domain = "staging.demo.example"
+}
