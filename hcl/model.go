@@ -378,7 +378,7 @@ type Secret struct {
 	Name        string
 	Description string
 	Length      int    // generated length
-	Format      string // alnum | hex | base64url (the Fernet key format when Length is 44)
+	Format      string // alnum | hex | base64url | fernet (32 random bytes, padded base64url)
 	DeclRange   hcl.Range
 }
 

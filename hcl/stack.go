@@ -57,7 +57,7 @@ type secretBlock struct {
 }
 
 // Secret formats obcd secrets init can generate.
-var secretFormats = []string{"alnum", "hex", "base64url"}
+var secretFormats = []string{"alnum", "hex", "base64url", "fernet"}
 
 func (d *decoder) decodeSecrets() []*Secret {
 	var out []*Secret
@@ -71,6 +71,9 @@ func (d *decoder) decodeSecrets() []*Secret {
 		sb := secretBlock{Length: 32, Format: "alnum"}
 		diags := gohcl.DecodeBody(block.Body, d.localContext(), &sb)
 		d.addDiags(diags)
+		if sb.Format == "fernet" {
+			sb.Length = 44 // 32 bytes, padded base64url
+		}
 		if sb.Length < 16 || sb.Length > 4096 {
 			d.diags = append(d.diags, attrDiag(block.Body, "length", "Secret too short or too long",
 				fmt.Sprintf("Secret %q would be generated with %d characters; use a length between 16 and 4096.", name, sb.Length)))

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
 
@@ -84,7 +85,8 @@ func (s *SecretStore) Value(name string) (string, error) {
 	if v := s.values[key]; v != "" {
 		return v, nil
 	}
-	return "", &templates.MissingSecretError{Name: name, EnvVar: key, File: s.path}
+	env := strings.TrimSuffix(filepath.Base(s.path), ".secrets")
+	return "", &templates.MissingSecretError{Name: name, EnvVar: key, File: s.path, Env: env}
 }
 
 // Has reports whether a secret has a value, from the file or environment.
@@ -142,8 +144,8 @@ func InitSecrets(path string, secrets []*stackhcl.Secret) ([]string, error) {
 const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 // generateSecret draws a value from crypto/rand in the secret's format.
-// alnum is ASCII so SCRAM needs no SASLprep; base64url of 32 bytes (44
-// characters) is a Fernet key.
+// alnum is ASCII so SCRAM needs no SASLprep; fernet is 32 random bytes in
+// padded base64url, the key format of cryptography's Fernet.
 func generateSecret(s *stackhcl.Secret) (string, error) {
 	switch s.Format {
 	case "hex":
@@ -152,12 +154,18 @@ func generateSecret(s *stackhcl.Secret) (string, error) {
 			return "", err
 		}
 		return hex.EncodeToString(raw)[:s.Length], nil
-	case "base64url":
-		raw := make([]byte, s.Length*3/4)
+	case "fernet":
+		raw := make([]byte, 32)
 		if _, err := rand.Read(raw); err != nil {
 			return "", err
 		}
 		return base64.URLEncoding.EncodeToString(raw), nil
+	case "base64url":
+		raw := make([]byte, s.Length)
+		if _, err := rand.Read(raw); err != nil {
+			return "", err
+		}
+		return base64.RawURLEncoding.EncodeToString(raw)[:s.Length], nil
 	default:
 		out := make([]byte, s.Length)
 		max := big.NewInt(int64(len(alnum)))

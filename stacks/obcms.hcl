@@ -42,8 +42,7 @@ secret "django_secret_key" {
 
 secret "field_encryption_key" {
   description = "Fernet key for encrypted model fields (real data mode)."
-  length      = 44
-  format      = "base64url"
+  format      = "fernet"
 }
 
 secret "postgres_password" {

@@ -38,11 +38,16 @@ type MissingSecretError struct {
 	Name   string // secret name as declared
 	EnvVar string // OBCD_SECRET_<NAME>
 	File   string // the secrets file that was searched
+	Env    string // the environment, when known
 }
 
 func (e *MissingSecretError) Error() string {
-	return fmt.Sprintf("secret %q has no value: run `obcd secrets init <env>` to generate it into %s, or export %s",
-		e.Name, e.File, e.EnvVar)
+	env := e.Env
+	if env == "" {
+		env = "<env>"
+	}
+	return fmt.Sprintf("secret %q has no value: run `obcd secrets init %s` to generate it into %s, or export %s",
+		e.Name, env, e.File, e.EnvVar)
 }
 
 // MapSecrets is a SecretSource backed by a map; tests use it.

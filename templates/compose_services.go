@@ -40,7 +40,7 @@ func (b *composeBuilder) web(svc *stackhcl.Service, sc *types.ServiceConfig) {
 		"--workers", itoa(svc.Web.Workers), "--timeout", itoa(svc.Web.Timeout),
 		"--access-logfile", "-", "--error-logfile", "-", dj.WSGI}
 	b.app(sc, dj.DBUser)
-	sc.DependsOn[migrateService] = types.ServiceDependency{Condition: types.ServiceConditionCompletedSuccessfully, Required: true}
+	b.afterMigrate(sc)
 	sc.Deploy.UpdateConfig = &types.UpdateConfig{Order: "start-first", FailureAction: "rollback"}
 	sc.StopGracePeriod = duration("30s")
 	sc.HealthCheck = healthcheck([]string{"CMD", "python3", "-c",
@@ -98,6 +98,7 @@ func (b *composeBuilder) nginx(svc *stackhcl.Service, sc *types.ServiceConfig) {
 		b.volume(sc, "media", ContainerMediaDir, true)
 	}
 	b.volume(sc, "nginx-tls", dirOf(svc.Nginx.TLSCert), true)
+	b.volume(sc, "acme", ContainerACMEDir, true)
 	dependsOn(sc, svc.Nginx.Upstream)
 	sc.HealthCheck = healthcheck(httpCheck("curl", fmt.Sprintf("http://127.0.0.1:%d/nginx_status", svc.Nginx.StatusPort)),
 		"10s", "5s", 3, "10s")
@@ -183,7 +184,16 @@ func (b *composeBuilder) celery(svc *stackhcl.Service, sc *types.ServiceConfig) 
 			"30s", "10s", 3, "30s")
 	}
 	b.app(sc, dj.DBUser)
+	b.afterMigrate(sc)
 	sc.StopGracePeriod = duration("60s")
+}
+
+// afterMigrate makes an app container wait for the migrate job, which
+// exists whenever the stack has a web service.
+func (b *composeBuilder) afterMigrate(sc *types.ServiceConfig) {
+	if b.stack.First(stackhcl.KindWeb) != nil {
+		sc.DependsOn[migrateService] = types.ServiceDependency{Condition: types.ServiceConditionCompletedSuccessfully, Required: true}
+	}
 }
 
 func (b *composeBuilder) prometheus(svc *stackhcl.Service, sc *types.ServiceConfig) {

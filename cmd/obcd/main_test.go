@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var _ = flag.Bool("update", false, "rewrite golden files (none in this package)")
+
+// obcdBinary is the real obcd, built once for the exit-code tests.
+var obcdBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "obcd-bin-")
+	if err != nil {
+		panic(err)
+	}
+	obcdBinary = filepath.Join(dir, "obcd")
+	build := exec.Command("go", "build", "-o", obcdBinary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		panic("build obcd: " + err.Error())
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// obcd runs the built binary in dir with a clean OBCD_* environment.
+func obcd(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(obcdBinary, args...)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "NO_COLOR=1"}, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if exitErr, ok := err.(*exec.ExitError); ok {
+		code = exitErr.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, stdout.String(), stderr.String()}
+}
+
+// workspace copies the example stack into a temp dir as obcd.hcl.
+func workspace(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	src, err := os.ReadFile("../../stacks/obcms.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "obcd.hcl"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestRender_AfterSecretsInitWritesEverything(t *testing.T) {
+	dir := workspace(t)
+	init := obcd(t, dir, nil, "secrets", "init", "staging")
+	if init.code != 0 {
+		t.Fatalf("secrets init: %d %s", init.code, init.stderr)
+	}
+	secretsFile := filepath.Join(dir, ".obcd", "staging.secrets")
+	info, err := os.Stat(secretsFile)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("secrets file: %v %v", info, err)
+	}
+	r := obcd(t, dir, nil, "render", "staging")
+	if r.code != 0 {
+		t.Fatalf("render: %d\n%s", r.code, r.stderr)
+	}
+	for _, f := range []string{"docker-compose.staging.yml", ".env.staging", "config/pgbouncer/userlist.txt", "manifest.json"} {
+		if _, err := os.Stat(filepath.Join(dir, "build", "staging", f)); err != nil {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+	userlist, _ := os.Stat(filepath.Join(dir, "build", "staging", "config/pgbouncer/userlist.txt"))
+	if userlist.Mode().Perm() != 0o600 {
+		t.Errorf("userlist mode %04o", userlist.Mode().Perm())
+	}
+	assertNoSecretValues(t, secretsFile, init, r)
+
+	again := obcd(t, dir, nil, "secrets", "init", "staging")
+	if again.code != 0 || strings.Contains(again.stdout, "generated") {
+		t.Errorf("second secrets init changed something: %+v", again)
+	}
+}
+
+func TestRender_JSONOutput(t *testing.T) {
+	dir := workspace(t)
+	obcd(t, dir, nil, "secrets", "init", "production")
+	r := obcd(t, dir, nil, "render", "production", "--out", "out", "--json")
+	if r.code != 0 {
+		t.Fatalf("%d %s", r.code, r.stderr)
+	}
+	var got struct {
+		Out         string
+		Environment string
+		Files       []struct{ Path, SHA256 string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+	}
+	if got.Out != "out" || got.Environment != "production" || len(got.Files) < 20 {
+		t.Errorf("json = %+v", got)
+	}
+}
+
+// TestRender_BadInputExitsNonZeroAndWritesNothing covers the three
+// failures the render issue names: each exits 1, explains itself, and
+// leaves no output directory behind.
+func TestRender_BadInputExitsNonZeroAndWritesNothing(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		env   string
+		want  []string
+	}{
+		{
+			name:  "missing secret",
+			setup: func(*testing.T, string) {},
+			env:   "staging",
+			want:  []string{"secret \"", "has no value", "obcd secrets init staging", "OBCD_SECRET_", "nothing was written"},
+		},
+		{
+			name: "malformed stack",
+			setup: func(t *testing.T, dir string) {
+				appendTo(t, filepath.Join(dir, "obcd.hcl"), "\nservice \"web\" \"web2\" {\n  replicas = \"many\"\n")
+			},
+			env:  "staging",
+			want: []string{"obcd.hcl:", "line", "nothing was written"},
+		},
+		{
+			name:  "unknown environment",
+			setup: func(*testing.T, string) {},
+			env:   "qa",
+			want:  []string{`Unknown environment "qa"`, "staging", "production", "nothing was written"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := workspace(t)
+			tc.setup(t, dir)
+			r := obcd(t, dir, nil, "render", tc.env)
+			if r.code != ExitFailure {
+				t.Fatalf("exit %d, want %d\n%s", r.code, ExitFailure, r.stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "build")); !os.IsNotExist(err) {
+				t.Errorf("build/ exists after a failed render: %v", err)
+			}
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				if e.Name() != "obcd.hcl" && e.Name() != ".obcd" {
+					t.Errorf("stray file %s", e.Name())
+				}
+			}
+		})
+	}
+}
+
+func TestRender_SecretFromEnvironmentOverridesFile(t *testing.T) {
+	dir := workspace(t)
+	obcd(t, dir, nil, "secrets", "init", "staging")
+	first := obcd(t, dir, nil, "render", "staging", "--out", "a")
+	second := obcd(t, dir, []string{"OBCD_SECRET_OBCMS_USER_PASSWORD=overridden-in-env"}, "render", "staging", "--out", "b")
+	if first.code != 0 || second.code != 0 {
+		t.Fatal(first.stderr, second.stderr)
+	}
+	a, _ := os.ReadFile(filepath.Join(dir, "a", "config/pgbouncer/userlist.txt"))
+	b, _ := os.ReadFile(filepath.Join(dir, "b", "config/pgbouncer/userlist.txt"))
+	if bytes.Equal(a, b) {
+		t.Error("OBCD_SECRET_OBCMS_USER_PASSWORD did not change the userlist")
+	}
+}
+
+func TestUsageErrorsExit64(t *testing.T) {
+	dir := workspace(t)
+	for _, args := range [][]string{{"render"}, {"render", "a", "b"}, {"bogus"}, {"render", "staging", "--no-such-flag"}, {"render", "staging", "--var", "novalue"}} {
+		if r := obcd(t, dir, nil, args...); r.code != ExitUsage {
+			t.Errorf("%v: exit %d, want %d\n%s", args, r.code, ExitUsage, r.stderr)
+		}
+	}
+	if r := obcd(t, dir, nil, "--help"); r.code != 0 || !strings.Contains(r.stdout, "render") {
+		t.Errorf("--help: %d %s", r.code, r.stdout)
+	}
+}
+
+func TestRender_MissingStackFileSaysHowToFix(t *testing.T) {
+	r := obcd(t, t.TempDir(), nil, "render", "staging")
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "--stack") {
+		t.Errorf("exit %d stderr %s", r.code, r.stderr)
+	}
+}
+
+func assertNoSecretValues(t *testing.T, secretsFile string, results ...result) {
+	t.Helper()
+	data, err := os.ReadFile(secretsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		_, value, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") || len(value) < 8 {
+			continue
+		}
+		for _, r := range results {
+			if strings.Contains(r.stdout+r.stderr, value) {
+				t.Errorf("a secret value appears in obcd's output")
+			}
+		}
+	}
+}
+
+func appendTo(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+}
