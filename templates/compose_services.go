@@ -136,8 +136,9 @@ func (b *composeBuilder) replica(primary *stackhcl.Service, name string) types.S
 	sc.Name = name
 	sc.User = "postgres"
 	sc.Entrypoint = types.ShellCommand{"/bin/sh", ContainerPostgresConfDir + "/replica-entrypoint.sh"}
-	sc.Command = types.ShellCommand{"postgres", "-c", "hot_standby=on", "-c", "cluster_name=" + name,
-		"-c", "hba_file=" + ContainerPostgresConfDir + "/pg_hba.conf"}
+	// A hot standby refuses limits below the primary's, so it runs with
+	// the primary's settings and its own cluster_name.
+	sc.Command = append(types.ShellCommand{"postgres"}, PostgresReplicaArgs(primary, name)...)
 	for k, v := range PostgresReplicaEnv(primary, name) {
 		sc.Environment[k] = strPtr(v)
 	}

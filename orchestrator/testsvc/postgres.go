@@ -202,3 +202,7 @@ func quoteDSN(value string) string {
 	}
 	return string(append(quoted, '\''))
 }
+
+// Log returns the end of the server's log (with WithEntrypoint, the
+// script's output too).
+func (pg *Postgres) Log() string { return pg.proc.logTail(16000) }

@@ -81,7 +81,7 @@ func TestStartPgBouncer_PoolsToPostgres(t *testing.T) {
 	}
 }
 
-func TestSetIniKey(t *testing.T) {
+func TestPgBouncer_SetIniKeyReplacesOrAppendsInSection(t *testing.T) {
 	ini := "; c\n[databases]\nx = host=a\n\n[pgbouncer]\nlisten_port = 6432\nlogfile = /var/log/p.log\n\n[users]\n"
 	got, err := SetIniKey(ini, "pgbouncer", "listen_port", "7000")
 	if err != nil {
