@@ -3,10 +3,10 @@
 # take a custom-format dump, keep it only if it is a complete, readable
 # archive, publish its time for Prometheus, and prune dumps older than
 # BACKUP_KEEP_DAYS. Connection settings come from PGHOST, PGPORT,
-# PGDATABASE, PGUSER and PGPASSWORD. BACKUP_ONCE=1 takes one backup and exits.
+# PGDATABASE, PGUSER and PGPASSWORD. BACKUP_ONCE=1 takes one backup and exits;
+# `backup.sh verify FILE` checks an existing dump.
 set -eu
 
-: "${BACKUP_DIR:?}" "${BACKUP_INTERVAL_SECONDS:?}" "${BACKUP_KEEP_DAYS:?}" "${PGDATABASE:?}"
 TEXTFILE_DIR="${TEXTFILE_DIR:-}"
 
 log() { echo "backup: $*" >&2; }
@@ -24,11 +24,12 @@ publish_success() {
 }
 
 # verify_dump accepts a dump only when it starts with the custom-format
-# magic and pg_restore can read its whole table of contents. (A restore
-# into a scratch database is the real proof; obcd verify does that.)
+# magic and pg_restore can turn the whole archive, every data block, into
+# SQL. (pg_restore --list alone passes a truncated dump: it reads only the
+# table of contents.)
 verify_dump() {
 	[ "$(head -c 5 "$1")" = "PGDMP" ] || { log "$1: not a custom-format dump"; return 1; }
-	pg_restore --list "$1" >/dev/null || { log "$1: table of contents unreadable"; return 1; }
+	pg_restore --file=/dev/null "$1" || { log "$1: archive is incomplete or unreadable"; return 1; }
 }
 
 backup_once() {
@@ -52,6 +53,11 @@ backup_once() {
 }
 
 trap 'exit 0' TERM INT
+if [ "${1:-}" = verify ]; then
+	verify_dump "${2:?usage: backup.sh verify FILE}"
+	exit $?
+fi
+: "${BACKUP_DIR:?}" "${BACKUP_INTERVAL_SECONDS:?}" "${BACKUP_KEEP_DAYS:?}" "${PGDATABASE:?}"
 if [ "${BACKUP_ONCE:-}" = 1 ]; then
 	backup_once
 	exit $?
