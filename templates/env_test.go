@@ -41,7 +41,7 @@ func renderEnvFile(t *testing.T, stack *stackhcl.Stack) string {
 }
 
 func TestEnv_StagingHasTheAuditSettings(t *testing.T) {
-	stack := loadStackForNginxEnv(t, "staging", nil)
+	stack := loadOBCMS(t, "staging")
 	got := envVarsMap(t, stack)
 	want := map[string]string{
 		"APP_VERSION":                    "1.0.0",
@@ -107,7 +107,7 @@ func TestEnv_StagingHasTheAuditSettings(t *testing.T) {
 // TestEnv_FileReadsBackThroughComposeDotenv parses the rendered file with
 // compose's own dotenv parser: every value must come back unchanged.
 func TestEnv_FileReadsBackThroughComposeDotenv(t *testing.T) {
-	stack := loadStackForNginxEnv(t, "production", nil)
+	stack := loadOBCMS(t, "production")
 	stack.Django.Settings = map[string]string{
 		"CSP_IMG_SRC":    "'self' data: https://cdn.example.org",
 		"GREETING":       `it's "quoted" and costs $5 \ # not a comment`,
@@ -168,7 +168,7 @@ func TestEnv_NoSecretsReachTheEnvFile(t *testing.T) {
 		}
 		return "", false
 	}
-	stack := loadStackForNginxEnv(t, "staging", lookup)
+	stack := loadOBCMSWithEnv(t, "staging", lookup)
 	for _, sec := range stack.Secrets {
 		value, _ := lookup(sec.EnvVar())
 		secretValues[sec.EnvVar()] = value
@@ -197,7 +197,7 @@ func TestEnv_NoSecretsReachTheEnvFile(t *testing.T) {
 
 func TestEnv_SettingsThatLookLikeSecretsAreRefused(t *testing.T) {
 	for _, key := range []string{"SECRET_KEY", "DB_PASSWORD", "SENTRY_DSN", "EMAIL_HOST_PASSWORD", "GITHUB_TOKEN"} {
-		stack := loadStackForNginxEnv(t, "staging", nil)
+		stack := loadOBCMS(t, "staging")
 		stack.Django.Settings = map[string]string{key: "x"}
 		if _, err := EnvVars(stack); err == nil {
 			t.Errorf("settings key %s was accepted into the public env file", key)
@@ -213,7 +213,7 @@ func TestEnv_LineBreakInValueIsRefused(t *testing.T) {
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
-			stack := loadStackForNginxEnv(t, "staging", nil)
+			stack := loadOBCMS(t, "staging")
 			mutate(stack)
 			artifacts, err := renderEnv(stack)
 			if err == nil {
@@ -237,7 +237,7 @@ func TestEnv_SettingCollidingWithGeneratedKeyIsRefused(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.key, func(t *testing.T) {
-			stack := loadStackForNginxEnv(t, "staging", nil)
+			stack := loadOBCMS(t, "staging")
 			stack.Django.Settings = map[string]string{"EXTRA_OK": "1", tc.key: "redis://elsewhere:6379/1"}
 			_, err := EnvVars(stack)
 			var invalid *InvalidValueError
@@ -250,14 +250,14 @@ func TestEnv_SettingCollidingWithGeneratedKeyIsRefused(t *testing.T) {
 		})
 	}
 
-	stack := loadStackForNginxEnv(t, "staging", nil)
+	stack := loadOBCMS(t, "staging")
 	stack.Django.Logging.ScrubFilter = ""
 	stack.Django.Settings = map[string]string{"LOG_SCRUB_FILTER": "x"}
 	if _, err := EnvVars(stack); err == nil || !strings.Contains(err.Error(), "LOG_SCRUB_FILTER") {
 		t.Errorf("a generated key must be refused in settings even when not generated here; got %v", err)
 	}
 
-	stack = loadStackForNginxEnv(t, "staging", nil)
+	stack = loadOBCMS(t, "staging")
 	stack.Django.Settings = map[string]string{"EXTRA_OK": "1"}
 	if got := envVarsMap(t, stack); got["EXTRA_OK"] != "1" {
 		t.Errorf("a non-colliding setting should be exported, got %q", got["EXTRA_OK"])
@@ -272,7 +272,7 @@ func TestEnv_GeneratedKeysAreAllReserved(t *testing.T) {
 		reserved[k] = true
 	}
 	for _, env := range []string{"staging", "production"} {
-		for key := range envVarsMap(t, loadStackForNginxEnv(t, env, nil)) {
+		for key := range envVarsMap(t, loadOBCMS(t, env)) {
 			if !reserved[key] {
 				t.Errorf("%s is generated but missing from generatedEnvKeys", key)
 			}
@@ -281,7 +281,7 @@ func TestEnv_GeneratedKeysAreAllReserved(t *testing.T) {
 }
 
 func TestEnv_DatabaseDirectlyOnPostgres(t *testing.T) {
-	stack := loadStackForNginxEnv(t, "staging", nil)
+	stack := loadOBCMS(t, "staging")
 	stack.Django.Database = "db"
 	got := envVarsMap(t, stack)
 	if got["DB_HOST"] != "db" || got["DB_PORT"] != "5432" || got["DB_NAME"] != "obcms" {
@@ -293,7 +293,7 @@ func TestEnv_DatabaseDirectlyOnPostgres(t *testing.T) {
 }
 
 func TestEnv_LeadingDotHostTrustsSubdomains(t *testing.T) {
-	stack := loadStackForNginxEnv(t, "staging", nil)
+	stack := loadOBCMS(t, "staging")
 	stack.Django.AllowedHosts = []string{".obcms.example.org", "localhost"}
 	got := envVarsMap(t, stack)
 	if want := "https://obcms.example.org,https://*.obcms.example.org,https://localhost"; got["CSRF_TRUSTED_ORIGINS"] != want {

@@ -163,7 +163,7 @@ func asString(value any) string {
 func TestMonitoring_PromtoolAcceptsConfigAndRules(t *testing.T) {
 	for _, environment := range obcmsEnvironments {
 		t.Run(environment, func(t *testing.T) {
-			byPath := renderMonitoringByPath(t, loadObcms(t, environment))
+			byPath := renderMonitoringByPath(t, loadOBCMS(t, environment))
 			root := t.TempDir()
 			writeArtifacts(t, root, byPath)
 
@@ -195,7 +195,7 @@ func TestMonitoring_ToolChecksRejectBrokenFiles(t *testing.T) {
 }
 
 func TestMonitoring_RenderIsDeterministic(t *testing.T) {
-	stack := loadObcms(t, "production")
+	stack := loadOBCMS(t, "production")
 	first, err := renderMonitoring(stack)
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func TestMonitoring_RenderIsDeterministic(t *testing.T) {
 
 func TestPrometheusArgs_RetentionIsAFlagPerEnvironment(t *testing.T) {
 	for environment, retention := range map[string]string{"staging": "7d", "production": "30d"} {
-		stack := loadObcms(t, environment)
+		stack := loadOBCMS(t, environment)
 		args := PrometheusArgs(stack)
 		want := []string{
 			"--config.file=/etc/prometheus/prometheus.yml",
@@ -265,7 +265,7 @@ type parsedPromConfig struct {
 }
 
 func TestPrometheus_ScrapesEveryServiceOfTheStack(t *testing.T) {
-	stack := loadObcms(t, "production")
+	stack := loadOBCMS(t, "production")
 	var config parsedPromConfig
 	if err := yaml.Unmarshal(renderMonitoringByPath(t, stack)[PathPrometheus].Data, &config); err != nil {
 		t.Fatal(err)
@@ -314,7 +314,7 @@ func TestRules_ObcmsHasEveryAlertWithSeverityAndAnnotations(t *testing.T) {
 		"DjangoHigh5xxRatio", "BackupTooOld", "BackupMissing",
 	}
 	for _, environment := range obcmsEnvironments {
-		byPath := renderMonitoringByPath(t, loadObcms(t, environment))
+		byPath := renderMonitoringByPath(t, loadOBCMS(t, environment))
 		seen := map[string]bool{}
 		for _, p := range artifactsUnder(byPath, DirPrometheusRules, ".yml") {
 			for _, group := range parseRuleFile(t, byPath[p]).Groups {
@@ -339,7 +339,7 @@ func TestRules_ObcmsHasEveryAlertWithSeverityAndAnnotations(t *testing.T) {
 }
 
 func TestRules_BackupThresholdIsTwiceTheInterval(t *testing.T) {
-	stack := loadObcms(t, "staging")
+	stack := loadOBCMS(t, "staging")
 	stack.Service("backup").Backup.Interval = "6h"
 	byPath := renderMonitoringByPath(t, stack)
 	backup := string(byPath[path.Join(DirPrometheusRules, "backup.yml")].Data)
@@ -358,7 +358,7 @@ func TestRules_BackupThresholdIsTwiceTheInterval(t *testing.T) {
 // backup and redis rules: the backup alert waits for twice the interval,
 // and Redis without maxmemory never alerts.
 func TestRules_PromtoolUnitTests(t *testing.T) {
-	byPath := renderMonitoringByPath(t, loadObcms(t, "staging"))
+	byPath := renderMonitoringByPath(t, loadOBCMS(t, "staging"))
 	dir := t.TempDir()
 	for _, name := range []string{"backup.yml", "redis.yml"} {
 		writeFile(t, filepath.Join(dir, name), string(byPath[path.Join(DirPrometheusRules, name)].Data))
@@ -396,7 +396,7 @@ tests:
 }
 
 func TestRules_OnlyForServicesTheStackHas(t *testing.T) {
-	stack := loadObcms(t, "staging")
+	stack := loadOBCMS(t, "staging")
 	var kept []*stackhcl.Service
 	for _, svc := range stack.Services {
 		celery := svc.Kind == stackhcl.KindCeleryWorker || svc.Kind == stackhcl.KindCeleryBeat ||
@@ -422,7 +422,7 @@ func TestRules_OnlyForServicesTheStackHas(t *testing.T) {
 
 func TestRules_MetricsExistInExporterCatalog(t *testing.T) {
 	for _, environment := range obcmsEnvironments {
-		byPath := renderMonitoringByPath(t, loadObcms(t, environment))
+		byPath := renderMonitoringByPath(t, loadOBCMS(t, environment))
 		exprs := ruleExprs(t, byPath)
 		for key, expr := range dashboardExprs(t, byPath) {
 			exprs[key] = expr
@@ -448,7 +448,7 @@ func TestRules_MetricCheckCatchesTypos(t *testing.T) {
 }
 
 func TestRules_PostgresQueriesDefineReplicationLagMetrics(t *testing.T) {
-	byPath := renderMonitoringByPath(t, loadObcms(t, "production"))
+	byPath := renderMonitoringByPath(t, loadOBCMS(t, "production"))
 	var queries map[string]struct {
 		Query   string                              `yaml:"query"`
 		Master  bool                                `yaml:"master"`
@@ -487,7 +487,7 @@ func TestRules_PostgresQueriesDefineReplicationLagMetrics(t *testing.T) {
 func TestAlertmanager_AmtoolAcceptsAndRoutesBySeverity(t *testing.T) {
 	for _, environment := range obcmsEnvironments {
 		t.Run(environment, func(t *testing.T) {
-			byPath := renderMonitoringByPath(t, loadObcms(t, environment))
+			byPath := renderMonitoringByPath(t, loadOBCMS(t, environment))
 			config := writeFile(t, filepath.Join(t.TempDir(), "alertmanager.yml"), string(byPath[PathAlertmanager].Data))
 			requireToolSuccess(t, "amtool", "check-config", config)
 			for labels, receiver := range map[string]string{"severity=critical": "ops-webhook", "severity=warning": "ops-email"} {
@@ -500,7 +500,7 @@ func TestAlertmanager_AmtoolAcceptsAndRoutesBySeverity(t *testing.T) {
 }
 
 func TestAlertmanager_WithoutReceiversRoutesToNull(t *testing.T) {
-	stack := loadObcms(t, "staging")
+	stack := loadOBCMS(t, "staging")
 	stack.Monitoring.Receivers, stack.Monitoring.DefaultReceiver, stack.Monitoring.CriticalReceiver = nil, "", ""
 	stack.Monitoring.SMTPSmarthost, stack.Monitoring.SMTPFrom = "", ""
 	byPath := renderMonitoringByPath(t, stack)
@@ -512,7 +512,7 @@ func TestAlertmanager_WithoutReceiversRoutesToNull(t *testing.T) {
 }
 
 func TestAlertmanager_UndeclaredReceiverIsAnError(t *testing.T) {
-	stack := loadObcms(t, "staging")
+	stack := loadOBCMS(t, "staging")
 	stack.Monitoring.CriticalReceiver = "pager"
 	if _, err := renderMonitoring(stack); err == nil || !strings.Contains(err.Error(), `"pager"`) {
 		t.Errorf("err = %v, want one naming receiver \"pager\"", err)
@@ -520,7 +520,7 @@ func TestAlertmanager_UndeclaredReceiverIsAnError(t *testing.T) {
 }
 
 func TestGrafana_DashboardsAreValidAndComplete(t *testing.T) {
-	byPath := renderMonitoringByPath(t, loadObcms(t, "production"))
+	byPath := renderMonitoringByPath(t, loadOBCMS(t, "production"))
 	titles := map[string]bool{}
 	uids := map[string]string{}
 	for _, p := range artifactsUnder(byPath, DirGrafanaDashboards, ".json") {
@@ -577,7 +577,7 @@ func checkPanels(t *testing.T, file string, value any) {
 }
 
 func TestGrafana_ProvisioningPointsAtPrometheusAndDashboards(t *testing.T) {
-	byPath := renderMonitoringByPath(t, loadObcms(t, "staging"))
+	byPath := renderMonitoringByPath(t, loadOBCMS(t, "staging"))
 	var datasources struct {
 		APIVersion  int `yaml:"apiVersion"`
 		Datasources []struct {

@@ -21,20 +21,6 @@ import (
 	stackhcl "github.com/obcd/obcd/hcl"
 )
 
-// loadStackForNginxEnv loads the example stack for one environment.
-func loadStackForNginxEnv(t *testing.T, env string, lookupEnv func(string) (string, bool)) *stackhcl.Stack {
-	t.Helper()
-	if lookupEnv == nil {
-		lookupEnv = func(string) (string, bool) { return "", false }
-	}
-	loader := stackhcl.NewLoader(stackhcl.Options{Environment: env, LookupEnv: lookupEnv})
-	stack, diags := loader.Load("../stacks/obcms.hcl")
-	if diags.HasErrors() {
-		t.Fatalf("load stacks/obcms.hcl for %s: %s", env, diags.Error())
-	}
-	return stack
-}
-
 func renderNginxConf(t *testing.T, stack *stackhcl.Stack) string {
 	t.Helper()
 	artifacts, err := renderNginx(stack)
@@ -172,7 +158,7 @@ func TestNginx_RealNginxAcceptsRenderedConfig(t *testing.T) {
 	nginxBin := lookNginx(t)
 	for _, env := range []string{"staging", "production"} {
 		t.Run(env, func(t *testing.T) {
-			stack := loadStackForNginxEnv(t, env, nil)
+			stack := loadOBCMS(t, env)
 			conf := nginxTest(t, nginxBin, stack)
 
 			for _, want := range []string{
@@ -250,7 +236,7 @@ func TestNginx_RealNginxAcceptsRenderedConfig(t *testing.T) {
 // trailing-slash metrics path and HTTPS on another port.
 func TestNginx_VariantsPassNginxT(t *testing.T) {
 	nginxBin := lookNginx(t)
-	stack := loadStackForNginxEnv(t, "staging", nil)
+	stack := loadOBCMS(t, "staging")
 	stack.Django.MediaStorage = "local"
 	stack.Django.Security.HSTSPreload = true
 	stack.Django.Security.AdminAllowedIPs = nil
@@ -303,7 +289,7 @@ func TestNginx_InvalidValuesAreErrorsNotConfig(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			stack := loadStackForNginxEnv(t, "staging", nil)
+			stack := loadOBCMS(t, "staging")
 			tc.mutate(stack)
 			artifacts, err := renderNginx(stack)
 			if err == nil {
@@ -324,7 +310,7 @@ func TestNginx_InvalidValuesAreErrorsNotConfig(t *testing.T) {
 }
 
 func TestNginx_NoNginxServiceRendersNothing(t *testing.T) {
-	stack := loadStackForNginxEnv(t, "staging", nil)
+	stack := loadOBCMS(t, "staging")
 	var kept []*stackhcl.Service
 	for _, svc := range stack.Services {
 		if svc.Kind != stackhcl.KindNginx {
@@ -342,7 +328,7 @@ func TestNginx_NoNginxServiceRendersNothing(t *testing.T) {
 }
 
 func TestNginx_ExporterScrapeURIMatchesStatusServer(t *testing.T) {
-	stack := loadStackForNginxEnv(t, "staging", nil)
+	stack := loadOBCMS(t, "staging")
 	nginx := stack.First(stackhcl.KindNginx)
 	nginx.Nginx.StatusPort = 9145
 	if got, want := NginxExporterScrapeURI(stack, nginx), "http://nginx:9145/nginx_status"; got != want {

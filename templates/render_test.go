@@ -36,16 +36,6 @@ func testSecrets() MapSecrets {
 	}
 }
 
-func loadOBCMS(t testing.TB, env string) *stackhcl.Stack {
-	t.Helper()
-	loader := stackhcl.NewLoader(stackhcl.Options{Environment: env, LookupEnv: func(string) (string, bool) { return "", false }})
-	stack, diags := loader.Load("../stacks/obcms.hcl")
-	if diags.HasErrors() {
-		t.Fatalf("load obcms %s: %v", env, diags)
-	}
-	return stack
-}
-
 func renderOBCMS(t testing.TB, env string) []Artifact {
 	t.Helper()
 	artifacts, err := Render(loadOBCMS(t, env), testSecrets())

@@ -16,19 +16,8 @@ import (
 	stackhcl "github.com/obcd/obcd/hcl"
 )
 
-const obcmsStackFile = "../stacks/obcms.hcl"
 
 var obcmsEnvironments = []string{"staging", "production"}
-
-func loadObcms(t *testing.T, environment string) *stackhcl.Stack {
-	t.Helper()
-	loader := stackhcl.NewLoader(stackhcl.Options{Environment: environment})
-	stack, diags := loader.Load(obcmsStackFile)
-	if diags.HasErrors() {
-		t.Fatalf("load %s for %s: %s", obcmsStackFile, environment, diags.Error())
-	}
-	return stack
-}
 
 // renderMonitoringByPath renders the monitoring family and indexes it by
 // artifact path.
