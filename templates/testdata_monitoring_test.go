@@ -16,7 +16,6 @@ import (
 	stackhcl "github.com/obcd/obcd/hcl"
 )
 
-
 var obcmsEnvironments = []string{"staging", "production"}
 
 // renderMonitoringByPath renders the monitoring family and indexes it by
