@@ -93,6 +93,26 @@ func attrRanges(body hcl.Body) map[string]hcl.Range {
 	return ranges
 }
 
+// nestedRanges adds to ranges, for each named nested block of body, the
+// block itself (key "metrics") and its attributes (key "metrics.enabled").
+func nestedRanges(body hcl.Body, ranges map[string]hcl.Range, blockTypes ...string) {
+	syntaxBody, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return
+	}
+	for _, block := range syntaxBody.Blocks {
+		for _, want := range blockTypes {
+			if block.Type != want {
+				continue
+			}
+			ranges[want] = block.DefRange()
+			for name, attr := range block.Body.Attributes {
+				ranges[want+"."+name] = attr.SrcRange
+			}
+		}
+	}
+}
+
 // resolveService resolves an expression that must reference a declared
 // service of one of the wanted kinds, and returns its name.
 func (d *decoder) resolveService(expr hcl.Expression, attrName string, want ...Kind) string {

@@ -22,7 +22,7 @@ type djangoBlock struct {
 	Broker             hcl.Expression    `hcl:"broker,optional"`
 	SecretKey          hcl.Expression    `hcl:"secret_key,optional"`
 	FieldEncryptionKey hcl.Expression    `hcl:"field_encryption_key,optional"`
-	SentryDSN          hcl.Expression    `hcl:"sentry_dsn,optional"`
+	CacheBackend       string            `hcl:"cache_backend,optional"`
 	Debug              bool              `hcl:"debug,optional"`
 	AllowedHosts       []string          `hcl:"allowed_hosts,optional"`
 	CORSOrigins        []string          `hcl:"cors_origins,optional"`
@@ -38,20 +38,31 @@ type djangoBlock struct {
 	Metrics            *metricsBlock     `hcl:"metrics,block"`
 	Logging            *loggingBlock     `hcl:"logging,block"`
 	Security           *securityBlock    `hcl:"security,block"`
+	Sentry             *sentryBlock      `hcl:"sentry,block"`
 }
 
+// metricsBlock: middleware = true turns on both Prometheus middlewares;
+// before_middleware and after_middleware set each one.
 type metricsBlock struct {
-	Enabled      bool   `hcl:"enabled,optional"`
-	Middleware   bool   `hcl:"middleware,optional"`
-	CustomModule string `hcl:"custom_module,optional"`
-	Path         string `hcl:"path,optional"`
+	Enabled          bool   `hcl:"enabled,optional"`
+	Middleware       *bool  `hcl:"middleware,optional"`
+	BeforeMiddleware *bool  `hcl:"before_middleware,optional"`
+	AfterMiddleware  *bool  `hcl:"after_middleware,optional"`
+	CustomModule     string `hcl:"custom_module,optional"`
+	Path             string `hcl:"path,optional"`
 }
 
 type loggingBlock struct {
 	Output             string `hcl:"output,optional"`
+	Rotation           string `hcl:"rotation,optional"`
 	Level              string `hcl:"level,optional"`
 	ScrubFilter        string `hcl:"scrub_filter,optional"`
 	AuditRetentionDays int    `hcl:"audit_retention_days,optional"`
+}
+
+type sentryBlock struct {
+	SDK *bool          `hcl:"sdk,optional"`
+	DSN hcl.Expression `hcl:"dsn,optional"`
 }
 
 type securityBlock struct {
@@ -85,6 +96,7 @@ func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
 		dj.DeclRange = blocks[0].DefRange
 		d.addDiags(gohcl.DecodeBody(body, ctx, &db))
 		dj.Ranges = attrRanges(body)
+		nestedRanges(body, dj.Ranges, "metrics", "logging", "security", "sentry")
 	}
 	if d.overrides.django != nil {
 		d.addDiags(applyOverride(d.overrides.django, ctx, dj.Ranges, &db))
@@ -98,6 +110,7 @@ func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
 	}
 	if db.Logging != nil {
 		logging = mergeLogging(*db.Logging)
+		dj.Logging.Configured = true
 	}
 	if db.Security != nil {
 		security = mergeSecurity(*db.Security)
@@ -110,7 +123,13 @@ func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
 	dj.Broker = d.resolveService(db.Broker, "broker", KindRedis)
 	dj.SecretKey = d.resolveSecret(db.SecretKey, "secret_key")
 	dj.FieldEncryptionKey = d.resolveSecret(db.FieldEncryptionKey, "field_encryption_key")
-	dj.SentryDSN = d.resolveSecret(db.SentryDSN, "sentry_dsn")
+	dj.CacheBackend = db.CacheBackend
+	if dj.CacheBackend == "" && dj.Cache != "" {
+		dj.CacheBackend = "redis"
+	}
+	if db.Sentry != nil {
+		dj.Sentry = Sentry{Configured: true, SDK: db.Sentry.SDK == nil || *db.Sentry.SDK, DSN: d.resolveSecret(db.Sentry.DSN, "dsn")}
+	}
 	dj.Debug, dj.AllowedHosts, dj.CORSOrigins = db.Debug, db.AllowedHosts, db.CORSOrigins
 	dj.SiteURL, dj.PortalBaseURL, dj.DefaultFromEmail = db.SiteURL, db.PortalBaseURL, db.DefaultFromEmail
 	dj.APIPrefix, dj.MediaStorage, dj.RealDataMode = db.APIPrefix, db.MediaStorage, db.RealDataMode
@@ -119,8 +138,15 @@ func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
 		dj.SessionEngine = "cache"
 	}
 	dj.Settings = db.Settings
-	dj.Metrics = Metrics{Enabled: metrics.Enabled, Middleware: metrics.Middleware, CustomModule: metrics.CustomModule, Path: metrics.Path}
-	dj.Logging = Logging{Output: logging.Output, Level: logging.Level, ScrubFilter: logging.ScrubFilter, AuditRetentionDays: logging.AuditRetentionDays}
+	both := metrics.Middleware != nil && *metrics.Middleware
+	dj.Metrics = Metrics{
+		Enabled: metrics.Enabled, CustomModule: metrics.CustomModule, Path: metrics.Path,
+		BeforeMiddleware: boolOr(metrics.BeforeMiddleware, both), AfterMiddleware: boolOr(metrics.AfterMiddleware, both),
+	}
+	dj.Logging = Logging{
+		Configured: dj.Logging.Configured, Output: logging.Output, Rotation: logging.Rotation, Level: logging.Level,
+		ScrubFilter: logging.ScrubFilter, AuditRetentionDays: logging.AuditRetentionDays,
+	}
 	dj.Security = Security{
 		CSPScriptSrc: security.CSPScriptSrc, CSPStyleSrc: security.CSPStyleSrc,
 		HSTSSeconds: security.HSTSSeconds, HSTSPreload: security.HSTSPreload,
@@ -167,6 +193,13 @@ func mergeSecurity(s securityBlock) securityBlock {
 		s.HSTSSeconds = def.HSTSSeconds
 	}
 	return s
+}
+
+func boolOr(p *bool, fallback bool) bool {
+	if p == nil {
+		return fallback
+	}
+	return *p
 }
 
 func rangeOr(ranges map[string]hcl.Range, name string, fallback hcl.Range) hcl.Range {

@@ -20,7 +20,8 @@ type Stack struct {
 	Environment string // the environment this view was evaluated for
 	File        string // the stack file as given on the command line
 	AppImage    string // repository of the Django image, e.g. "obcms/app"
-	Version     string // release version, exported as APP_VERSION
+	Version     string // release version, exported as APP_VERSION; "latest" when unset
+	VersionSet  bool   // the stack block sets version explicitly
 	Domain      string // public DNS name of this environment
 	DockerHost  string // Docker endpoint, e.g. unix:///var/run/docker.sock or ssh://deploy@host
 
@@ -117,6 +118,9 @@ type Service struct {
 	CPUs     float64  // limit; 0 means none
 	Memory   string   // limit, e.g. "512M"; "" means none
 	Ports    []string // published ports, compose short syntax ("127.0.0.1:8080:80")
+	// Address is where obcd itself reaches the service for live checks and
+	// probes ("127.0.0.1:5432", "db.internal:5432"); "" when not declared.
+	Address  string
 	Env      map[string]string
 	Command  []string // overrides the kind's default command when set
 	Health   *Health  // overrides the kind's default healthcheck when set
@@ -299,7 +303,7 @@ type Django struct {
 
 	SecretKey          string // secret name
 	FieldEncryptionKey string // secret name; "" when not configured
-	SentryDSN          string // secret name; "" when not configured
+	CacheBackend       string // redis | locmem | db | memcached | dummy; "" when no cache
 
 	Debug            bool
 	AllowedHosts     []string
@@ -317,27 +321,39 @@ type Django struct {
 	Metrics  Metrics
 	Logging  Logging
 	Security Security
+	Sentry   Sentry
 
 	DeclRange hcl.Range
 	// Ranges holds the source range of each attribute that was set in the
-	// file, keyed by attribute name, so checks can point at it.
+	// file, keyed by attribute name ("debug", or "metrics.enabled" for a
+	// nested block), so checks can point at it. Blocks are keyed by name.
 	Ranges map[string]hcl.Range
 }
 
 // Metrics configures django-prometheus.
 type Metrics struct {
-	Enabled      bool   // django_prometheus installed, /metrics exposed
-	Middleware   bool   // PrometheusBeforeMiddleware and PrometheusAfterMiddleware
-	CustomModule string // module registering the app's own metrics
-	Path         string
+	Enabled          bool   // django_prometheus installed, /metrics exposed
+	BeforeMiddleware bool   // PrometheusBeforeMiddleware first in MIDDLEWARE
+	AfterMiddleware  bool   // PrometheusAfterMiddleware last in MIDDLEWARE
+	CustomModule     string // module registering the app's own metrics
+	Path             string
 }
 
 // Logging configures Django's LOGGING.
 type Logging struct {
+	Configured         bool   // the stack has a logging block
 	Output             string // stdout | file
+	Rotation           string // for file output: time | size | ""
 	Level              string
 	ScrubFilter        string // name of the PHI/PII scrubbing filter; "" means none
 	AuditRetentionDays int
+}
+
+// Sentry configures error tracking.
+type Sentry struct {
+	Configured bool   // the stack has a sentry block
+	SDK        bool   // sentry-sdk is installed in the app image
+	DSN        string // secret name; "" when none
 }
 
 // Security holds the HTTP security settings.

@@ -74,6 +74,7 @@ type serviceBlock struct {
 	CPUs     float64           `hcl:"cpus,optional"`
 	Memory   string            `hcl:"memory,optional"`
 	Ports    []string          `hcl:"ports,optional"`
+	Address  string            `hcl:"address,optional"`
 	Env      map[string]string `hcl:"env,optional"`
 	Command  []string          `hcl:"command,optional"`
 	Health   *healthBlock      `hcl:"healthcheck,block"`
@@ -244,7 +245,7 @@ func (d *decoder) decodeService(block *hcl.Block, kind Kind, name string, ctx *h
 	svc := &Service{
 		Kind: kind, Name: name,
 		Image: common.Image, Replicas: common.Replicas, Port: common.Port,
-		CPUs: common.CPUs, Memory: common.Memory, Ports: common.Ports,
+		CPUs: common.CPUs, Memory: common.Memory, Ports: common.Ports, Address: common.Address,
 		Env: common.Env, Command: common.Command,
 		DeclRange: block.DefRange, Ranges: ranges,
 	}

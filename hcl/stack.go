@@ -32,6 +32,7 @@ func (d *decoder) decodeStack(stack *Stack) {
 	stack.Name = block.Labels[0]
 	stack.AppImage = sb.AppImage
 	stack.Version = sb.Version
+	_, stack.VersionSet = attrRanges(block.Body)["version"]
 	stack.DeclRange = block.DefRange
 	stack.Domain = d.environment["domain"].AsString()
 	stack.DockerHost = d.environment["docker_host"].AsString()

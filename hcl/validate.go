@@ -109,11 +109,6 @@ func (v *validator) postgres(svc *Service, at func(string) hcl.Range) {
 		v.errorAt(svc.DeclRange, "Missing superuser password",
 			"Postgres service %q needs superuser_password = secret.<name>; declare the secret and run obcd secrets init.", svc.Name)
 	}
-	if svc.Replicas > 0 && pg.ReplicationPassword == "" {
-		v.errorAt(at("replicas"), "Replicas without a replication password",
-			"Service %q has %d streaming replicas, which log in as %q; set replication_password = secret.<name>.",
-			svc.Name, svc.Replicas, pg.ReplicationUser)
-	}
 	if pg.MaxConnections < 10 {
 		v.errorAt(at("max_connections"), "max_connections too low", "Postgres needs at least 10 connections; the default is 100.")
 	}
@@ -153,6 +148,15 @@ func (v *validator) django() {
 	}
 	if dj.SessionEngine != "" && !oneOf(dj.SessionEngine, []string{"cache", "db", "signed_cookies"}) {
 		v.errorAt(at("session_engine"), "Unknown session_engine", "%q is not cache, db or signed_cookies.", dj.SessionEngine)
+	}
+	if dj.CacheBackend != "" && !oneOf(dj.CacheBackend, []string{"redis", "locmem", "db", "memcached", "dummy"}) {
+		v.errorAt(at("cache_backend"), "Unknown cache_backend", "%q is not redis, locmem, db, memcached or dummy.", dj.CacheBackend)
+	}
+	if dj.CacheBackend == "redis" && dj.Cache == "" {
+		v.errorAt(at("cache_backend"), "Redis cache without a redis service", "cache_backend = \"redis\" needs cache = service.<redis>.")
+	}
+	if !oneOf(dj.Logging.Rotation, []string{"", "time", "size"}) {
+		v.errorAt(at("logging.rotation"), "Unknown logging rotation", "%q is not \"time\" or \"size\".", dj.Logging.Rotation)
 	}
 	if dj.SessionEngine == "cache" && dj.Cache == "" {
 		v.errorAt(at("session_engine"), "Cache sessions without a cache", "session_engine = \"cache\" needs cache = service.<redis>.")

@@ -69,6 +69,10 @@ secret "grafana_admin_password" {
   description = "Grafana's admin login."
 }
 
+secret "sentry_dsn" {
+  description = "Sentry DSN for error tracking (replace the generated value with the real DSN)."
+}
+
 django {
   settings_module = "obc_management.settings.production"
   wsgi            = "obc_management.wsgi:application"
@@ -106,6 +110,10 @@ django {
     level                = "INFO"
     scrub_filter         = "phi_scrubber"
     audit_retention_days = 2555
+  }
+
+  sentry {
+    dsn = secret.sentry_dsn
   }
 
   security {

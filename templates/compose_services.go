@@ -17,7 +17,7 @@ func (b *composeBuilder) app(sc *types.ServiceConfig, dbUser string) {
 	sc.EnvFiles = []types.EnvFile{{Path: EnvFilePath(s.Environment), Required: true}}
 	b.secretEnv(sc, "SECRET_KEY", dj.SecretKey)
 	b.secretEnv(sc, "FIELD_ENCRYPTION_KEY", dj.FieldEncryptionKey)
-	b.secretEnv(sc, "SENTRY_DSN", dj.SentryDSN)
+	b.secretEnv(sc, "SENTRY_DSN", dj.Sentry.DSN)
 	if user := b.dbUser(dbUser); user != nil {
 		b.secretEnv(sc, "DB_PASSWORD", user.Password)
 	}

@@ -245,6 +245,9 @@ func (b *sqlBuilder) replicationRole(s *stackhcl.Stack, server *stackhcl.Service
 	if err := checkName("postgres "+server.Name+": replication_user", pg.ReplicationUser); err != nil {
 		return err
 	}
+	if pg.ReplicationPassword == "" {
+		return fmt.Errorf("postgres %s has %d streaming replicas but no replication_password; set replication_password = secret.<name> so the replicas can log in", server.Name, server.Replicas)
+	}
 	// Replicas connect to the primary directly, never through PgBouncer,
 	// so the replication role always uses SCRAM.
 	verifier, err := roleVerifier(s, secrets, pg.ReplicationUser, pg.ReplicationPassword, authSCRAM)

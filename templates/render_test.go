@@ -33,6 +33,7 @@ func testSecrets() MapSecrets {
 		"obcms_admin_password":   "TESTobcmsAdminPassword04",
 		"obcms_stats_password":   "TESTobcmsStatsPassword05",
 		"grafana_admin_password": "TESTgrafanaAdminPass0006",
+		"sentry_dsn":             "https://TESTsentryKey0007@sentry.example/1",
 	}
 }
 

@@ -1,0 +1,228 @@
+// Package checks is the gate in front of every deploy: a catalog of rules
+// with stable codes, run over a stack (and, live, over its target), and
+// the readiness audit built from their findings.
+package checks
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/templates"
+)
+
+// Severity decides the exit code: errors fail validation, warnings fail
+// it only under --strict, info never does.
+type Severity string
+
+// Severities, most severe first.
+const (
+	SeverityError   Severity = "error"
+	SeverityWarning Severity = "warning"
+	SeverityInfo    Severity = "info"
+)
+
+func (s Severity) rank() int {
+	switch s {
+	case SeverityError:
+		return 0
+	case SeverityWarning:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// Priority places a finding in the readiness audit, as the audit seed
+// does: critical findings block deployment.
+type Priority string
+
+// Priorities, most urgent first.
+const (
+	PriorityCritical Priority = "critical"
+	PriorityHigh     Priority = "high"
+	PriorityMedium   Priority = "medium"
+	PriorityLow      Priority = "low"
+)
+
+// Category is one of the audit seed's twelve readiness categories.
+type Category string
+
+// The twelve categories, in the audit seed's order.
+const (
+	CategoryEnvironment Category = "Environment Configuration"
+	CategoryDatabase    Category = "Database Configuration"
+	CategorySecurity    Category = "Security Settings"
+	CategoryStatic      Category = "Static Files & Media"
+	CategoryCelery      Category = "Celery & Background Tasks"
+	CategoryRedis       Category = "Redis Configuration"
+	CategoryEmail       Category = "Email Configuration"
+	CategoryMonitoring  Category = "Logging & Monitoring"
+	CategoryAPI         Category = "API Configuration"
+	CategoryPreDeploy   Category = "Pre-Deployment Checks"
+	CategoryDocker      Category = "Docker & Deployment"
+	CategoryThirdParty  Category = "Third-party Services"
+)
+
+// Categories lists the twelve categories in report order.
+var Categories = []Category{
+	CategoryEnvironment, CategoryDatabase, CategorySecurity, CategoryStatic,
+	CategoryCelery, CategoryRedis, CategoryEmail, CategoryMonitoring,
+	CategoryAPI, CategoryPreDeploy, CategoryDocker, CategoryThirdParty,
+}
+
+// Rule is one entry of the catalog. Its code never changes meaning.
+type Rule struct {
+	Code     string // e.g. "monitoring.E001", "audit.A005", "secrets.S001", "deploy.D004"
+	Severity Severity
+	Priority Priority
+	Category Category
+	Title    string // one line: what is wrong
+	Impact   string // what goes wrong in production because of it
+	Fix      string // how to fix it, in stack-file terms
+	Source   string // where the rule comes from, e.g. "monitoring seed E001", "audit seed #1"
+	// Live rules need the target (validate --deploy, audit --live); the
+	// rest are computed from the stack file alone.
+	Live bool
+	// Check finds violations of a static rule. Live rules leave it nil;
+	// the live checker reports them.
+	Check func(*Input) []Finding `json:"-"`
+}
+
+// Finding is one violation of a rule, pointing at the stack file.
+type Finding struct {
+	Rule    *Rule
+	Message string    // specific to this violation; the rule's Title when empty
+	Range   hcl.Range // what it points at; zero when nothing in the file applies
+}
+
+// Text is the finding's message.
+func (f Finding) Text() string {
+	if f.Message != "" {
+		return f.Message
+	}
+	return f.Rule.Title
+}
+
+// Location is file:line:col, or "" when the finding has no range.
+func (f Finding) Location() string {
+	if f.Range.Filename == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d:%d", f.Range.Filename, f.Range.Start.Line, f.Range.Start.Column)
+}
+
+// Input is what static rules read.
+type Input struct {
+	Stack *stackhcl.Stack
+	// Secrets gives secret values for hygiene checks; nil or a missing
+	// value means the rule cannot judge that secret and stays silent
+	// (presence is the live rule deploy.D002's business).
+	Secrets templates.SecretSource
+}
+
+// SecretValue returns a secret's value, or "" when it is unknown.
+func (in *Input) SecretValue(name string) string {
+	if in.Secrets == nil || name == "" {
+		return ""
+	}
+	v, err := in.Secrets.Value(name)
+	if err != nil {
+		return ""
+	}
+	return v
+}
+
+// catalog holds every rule, in code order. Rule files add theirs in init
+// through register, so each file owns its rules.
+var catalog []*Rule
+
+func register(rules ...*Rule) {
+	catalog = append(catalog, rules...)
+	sort.Slice(catalog, func(i, j int) bool { return catalog[i].Code < catalog[j].Code })
+}
+
+// Catalog returns every rule, sorted by code.
+func Catalog() []*Rule {
+	return append([]*Rule(nil), catalog...)
+}
+
+// Lookup returns the rule with a code, or nil.
+func Lookup(code string) *Rule {
+	for _, r := range catalog {
+		if r.Code == code {
+			return r
+		}
+	}
+	return nil
+}
+
+// Run applies every static rule to the input and returns the findings,
+// most severe first, then by code and position.
+func Run(in *Input) []Finding {
+	var findings []Finding
+	for _, rule := range catalog {
+		if rule.Check == nil {
+			continue
+		}
+		for _, f := range rule.Check(in) {
+			f.Rule = rule
+			findings = append(findings, f)
+		}
+	}
+	Sort(findings)
+	return findings
+}
+
+// Sort orders findings by severity, code, then position.
+func Sort(findings []Finding) {
+	sort.SliceStable(findings, func(i, j int) bool {
+		a, b := findings[i], findings[j]
+		if a.Rule.Severity != b.Rule.Severity {
+			return a.Rule.Severity.rank() < b.Rule.Severity.rank()
+		}
+		if a.Rule.Code != b.Rule.Code {
+			return a.Rule.Code < b.Rule.Code
+		}
+		return a.Range.Start.Byte < b.Range.Start.Byte
+	})
+}
+
+// Counts tallies findings by severity.
+type Counts struct {
+	Errors   int `json:"errors"`
+	Warnings int `json:"warnings"`
+	Info     int `json:"info"`
+}
+
+// Count tallies findings by severity.
+func Count(findings []Finding) Counts {
+	var c Counts
+	for _, f := range findings {
+		switch f.Rule.Severity {
+		case SeverityError:
+			c.Errors++
+		case SeverityWarning:
+			c.Warnings++
+		default:
+			c.Info++
+		}
+	}
+	return c
+}
+
+// ExitCode is the monitoring seed's contract: 1 when there are errors,
+// 2 when there are warnings and strict is set, else 0.
+func ExitCode(findings []Finding, strict bool) int {
+	c := Count(findings)
+	switch {
+	case c.Errors > 0:
+		return 1
+	case strict && c.Warnings > 0:
+		return 2
+	default:
+		return 0
+	}
+}
