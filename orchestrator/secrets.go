@@ -135,7 +135,7 @@ func InitSecrets(path string, secrets []*stackhcl.Secret) ([]string, error) {
 		content = append(content, '\n')
 	}
 	content = append(content, added.Bytes()...)
-	if err := writeFileAtomic(path, content, 0o600); err != nil {
+	if err := WriteFileAtomic(path, content, 0o600); err != nil {
 		return nil, err
 	}
 	return generated, nil
@@ -180,9 +180,9 @@ func generateSecret(s *stackhcl.Secret) (string, error) {
 	}
 }
 
-// writeFileAtomic writes data to a temp file beside path (created with
+// WriteFileAtomic writes data to a temp file beside path (created with
 // the final mode), fsyncs it, renames it over path and fsyncs the dir.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)

@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-var _ = flag.Bool("update", false, "rewrite golden files (none in this package)")
+var updateGolden = flag.Bool("update", false, "rewrite golden files")
 
 // obcdBinary is the real obcd, built once for the exit-code tests.
 var obcdBinary string

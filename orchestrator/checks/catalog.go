@@ -178,16 +178,17 @@ func Run(in *Input) []Finding {
 
 // Sort orders findings by severity, code, then position.
 func Sort(findings []Finding) {
-	sort.SliceStable(findings, func(i, j int) bool {
-		a, b := findings[i], findings[j]
-		if a.Rule.Severity != b.Rule.Severity {
-			return a.Rule.Severity.rank() < b.Rule.Severity.rank()
-		}
-		if a.Rule.Code != b.Rule.Code {
-			return a.Rule.Code < b.Rule.Code
-		}
-		return a.Range.Start.Byte < b.Range.Start.Byte
-	})
+	sort.SliceStable(findings, func(i, j int) bool { return findingLess(findings[i], findings[j]) })
+}
+
+func findingLess(a, b Finding) bool {
+	if a.Rule.Severity != b.Rule.Severity {
+		return a.Rule.Severity.rank() < b.Rule.Severity.rank()
+	}
+	if a.Rule.Code != b.Rule.Code {
+		return a.Rule.Code < b.Rule.Code
+	}
+	return a.Range.Start.Byte < b.Range.Start.Byte
 }
 
 // Counts tallies findings by severity.

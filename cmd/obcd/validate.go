@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/checks"
+)
+
+type validateOptions struct {
+	*globalOptions
+	strict  bool
+	deploy  bool
+	json    bool
+	list    bool
+	timeout time.Duration
+}
+
+func newValidateCommand(global *globalOptions) *cobra.Command {
+	opts := &validateOptions{globalOptions: global}
+	cmd := &cobra.Command{
+		Use:   "validate ENV",
+		Short: "Check that an environment is ready to deploy",
+		Long: `Validate runs the rule catalog (docs/checks.md) over the stack file for one
+environment: the monitoring checks (monitoring.E001-E013, W001-W008), the
+readiness audit's findings (audit.A*) and secret hygiene (secrets.S*).
+Findings are grouped by severity, each with file:line and how to fix it.
+
+--deploy adds live checks against the environment's target: the Docker
+engine and its free disk, the images, that every secret has a value, the
+rendered env (DEBUG off, a real SECRET_KEY), the database and its
+migrations, and Redis. Each has a timeout; an unreachable target is a
+finding, never a hang.
+
+Exit codes: 0 all checks pass; 1 errors (or an invalid stack file);
+2 warnings under --strict; 64 usage error.`,
+		Example: `  obcd validate staging --stack stacks/obcms.hcl
+  obcd validate production --strict --deploy
+  obcd validate staging --json | jq '.findings[].code'
+  obcd validate --list`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if opts.list {
+				return nil
+			}
+			return exactEnv(cmd, args)
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			if opts.list {
+				return listCatalog(opts.stdout, opts.json)
+			}
+			return runValidate(opts, args[0])
+		},
+	}
+	cmd.Flags().BoolVar(&opts.strict, "strict", false, "fail (exit 2) on warnings too")
+	cmd.Flags().BoolVar(&opts.deploy, "deploy", false, "add live checks against the environment's target")
+	cmd.Flags().BoolVar(&opts.json, "json", false, "print findings as JSON on stdout")
+	cmd.Flags().BoolVar(&opts.list, "list", false, "print the rule catalog and exit")
+	cmd.Flags().DurationVar(&opts.timeout, "timeout", 5*time.Second, "timeout of each live check")
+	return cmd
+}
+
+// evaluation is the outcome of running the checks once.
+type evaluation struct {
+	stack    *stackhcl.Stack
+	findings []checks.Finding
+	live     *checks.LiveReport
+}
+
+// evaluate loads the stack and runs the static rules, and the live ones
+// when asked.
+func (o *globalOptions) evaluate(env string, live bool, timeout time.Duration) (*evaluation, error) {
+	stack, err := o.loadStack(env)
+	if err != nil {
+		return nil, err
+	}
+	store, err := o.secrets(env)
+	if err != nil {
+		return nil, err
+	}
+	ev := &evaluation{stack: stack, findings: checks.Run(&checks.Input{Stack: stack, Secrets: store})}
+	if live {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*timeout+10*time.Second)
+		defer cancel()
+		report := checks.RunLive(ctx, checks.LiveOptions{Stack: stack, Secrets: store, Timeout: timeout})
+		ev.live = &report
+		ev.findings = append(ev.findings, report.Findings...)
+		checks.Sort(ev.findings)
+	}
+	return ev, nil
+}
+
+func runValidate(opts *validateOptions, env string) error {
+	ev, err := opts.evaluate(env, opts.deploy, opts.timeout)
+	if err != nil {
+		return err
+	}
+	code := checks.ExitCode(ev.findings, opts.strict)
+	if opts.json {
+		err = printFindingsJSON(opts.stdout, ev, opts.strict, code)
+	} else {
+		err = printFindings(opts.stdout, ev, code)
+	}
+	if err != nil {
+		return err
+	}
+	if code != ExitOK {
+		return reportedError{fmt.Errorf("validation failed"), code}
+	}
+	return nil
+}
+
+var severityHeadings = []struct {
+	severity checks.Severity
+	title    string
+	mark     string
+}{
+	{checks.SeverityError, "Errors", "✗"},
+	{checks.SeverityWarning, "Warnings", "!"},
+	{checks.SeverityInfo, "Info", "i"},
+}
+
+func printFindings(w io.Writer, ev *evaluation, code int) error {
+	fmt.Fprintf(w, "obcd validate %s (%s)\n", ev.stack.Environment, ev.stack.File)
+	if ev.live != nil {
+		api := ev.live.DockerAPIVersion
+		if api == "" {
+			api = "unreachable"
+		}
+		fmt.Fprintf(w, "Docker engine: %s (API %s)\n", ev.stack.DockerHost, api)
+		if ev.live.Migrations >= 0 {
+			fmt.Fprintf(w, "Migrations applied: %d\n", ev.live.Migrations)
+		}
+	}
+	for _, h := range severityHeadings {
+		var group []checks.Finding
+		for _, f := range ev.findings {
+			if f.Rule.Severity == h.severity {
+				group = append(group, f)
+			}
+		}
+		if len(group) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s (%d):\n", h.title, len(group))
+		for _, f := range group {
+			loc := f.Location()
+			if loc == "" {
+				loc = "(target)"
+			}
+			fmt.Fprintf(w, "  %s %s  %s\n    %s\n    fix: %s\n", h.mark, f.Rule.Code, loc, f.Text(), f.Rule.Fix)
+		}
+	}
+	c := checks.Count(ev.findings)
+	verdict := "PASSED"
+	switch {
+	case code == 1:
+		verdict = "FAILED"
+	case code == 2:
+		verdict = "FAILED (--strict: warnings fail)"
+	case c.Warnings > 0:
+		verdict = "PASSED with warnings (--strict would fail)"
+	}
+	mode := "static checks"
+	if ev.live != nil {
+		mode = "static and live checks"
+	}
+	_, err := fmt.Fprintf(w, "\nSummary: %d error(s), %d warning(s), %d info; %s. Validation %s.\n",
+		c.Errors, c.Warnings, c.Info, mode, verdict)
+	return err
+}
+
+type jsonFinding struct {
+	Code     string `json:"code"`
+	Severity string `json:"severity"`
+	Priority string `json:"priority"`
+	Category string `json:"category"`
+	Message  string `json:"message"`
+	Fix      string `json:"fix"`
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+	Column   int    `json:"column,omitempty"`
+	Live     bool   `json:"live"`
+}
+
+func printFindingsJSON(w io.Writer, ev *evaluation, strict bool, code int) error {
+	out := struct {
+		Stack       string             `json:"stack"`
+		Environment string             `json:"environment"`
+		Strict      bool               `json:"strict"`
+		Findings    []jsonFinding      `json:"findings"`
+		Summary     checks.Counts      `json:"summary"`
+		ExitCode    int                `json:"exit_code"`
+		Live        *checks.LiveReport `json:"-"`
+		DockerAPI   string             `json:"docker_api_version,omitempty"`
+		Migrations  *int               `json:"migrations_applied,omitempty"`
+	}{Stack: ev.stack.Name, Environment: ev.stack.Environment, Strict: strict, Findings: []jsonFinding{},
+		Summary: checks.Count(ev.findings), ExitCode: code}
+	if ev.live != nil {
+		out.DockerAPI = ev.live.DockerAPIVersion
+		if ev.live.Migrations >= 0 {
+			out.Migrations = &ev.live.Migrations
+		}
+	}
+	for _, f := range ev.findings {
+		out.Findings = append(out.Findings, jsonFinding{
+			Code: f.Rule.Code, Severity: string(f.Rule.Severity), Priority: string(f.Rule.Priority),
+			Category: string(f.Rule.Category), Message: f.Text(), Fix: f.Rule.Fix,
+			File: f.Range.Filename, Line: f.Range.Start.Line, Column: f.Range.Start.Column, Live: f.Rule.Live,
+		})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func listCatalog(w io.Writer, asJSON bool) error {
+	rules := checks.Catalog()
+	if asJSON {
+		type entry struct {
+			Code, Severity, Priority, Category, Title, Impact, Fix, Source string
+			Live                                                           bool
+		}
+		var out []entry
+		for _, r := range rules {
+			out = append(out, entry{r.Code, string(r.Severity), string(r.Priority), string(r.Category), r.Title, r.Impact, r.Fix, r.Source, r.Live})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CODE\tSEVERITY\tPRIORITY\tCATEGORY\tCHECK")
+	for _, r := range rules {
+		title := r.Title
+		if r.Live {
+			title += " [live]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Code, r.Severity, r.Priority, r.Category, strings.TrimSpace(title))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// repoRoot runs obcd from the repository root, so paths in its output
+// are the ones a user would see.
+const repoRoot = "../.."
+
+// stateWith copies a fixture's secrets into a fresh state dir as the
+// environment's secrets file (mode 0600, which git does not keep).
+func stateWith(t *testing.T, secretsFile, env string) string {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(repoRoot, secretsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, env+".secrets"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestValidate_ExitCodes is the monitoring seed's contract, through the
+// real binary: 0 all pass, 1 errors, 2 warnings under --strict.
+func TestValidate_ExitCodes(t *testing.T) {
+	clean := stateWith(t, "testdata/stacks/clean.secrets", "production")
+	cases := []struct {
+		name    string
+		fixture string
+		args    []string
+		want    int
+		stdout  string
+	}{
+		{"clean passes", "clean.hcl", nil, 0, "Validation PASSED."},
+		{"clean passes strict", "clean.hcl", []string{"--strict"}, 0, "Validation PASSED."},
+		{"error fails", "monitoring.E001.hcl", nil, 1, "monitoring.E001"},
+		{"warning passes without strict", "monitoring.W008.hcl", nil, 0, "PASSED with warnings"},
+		{"warning fails under strict", "monitoring.W008.hcl", []string{"--strict"}, 2, "monitoring.W008"},
+		{"error wins over strict", "monitoring.E001.hcl", []string{"--strict"}, 1, "FAILED"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"validate", "production", "-f", "testdata/stacks/" + tc.fixture, "--state-dir", clean}, tc.args...)
+			r := obcd(t, repoRoot, nil, args...)
+			if r.code != tc.want {
+				t.Fatalf("exit %d, want %d\n%s%s", r.code, tc.want, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tc.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tc.stdout, r.stdout)
+			}
+		})
+	}
+}
+
+func TestValidate_FindingsPointAtFileLine(t *testing.T) {
+	r := obcd(t, repoRoot, nil, "validate", "production", "-f", "testdata/stacks/monitoring.E001.hcl",
+		"--state-dir", stateWith(t, "testdata/stacks/clean.secrets", "production"))
+	if !strings.Contains(r.stdout, "testdata/stacks/monitoring.E001.hcl:") || !strings.Contains(r.stdout, "fix: ") {
+		t.Errorf("finding without file:line or fix:\n%s", r.stdout)
+	}
+}
+
+func TestValidate_JSON(t *testing.T) {
+	r := obcd(t, repoRoot, nil, "validate", "production", "-f", "testdata/stacks/monitoring.W008.hcl", "--strict", "--json",
+		"--state-dir", stateWith(t, "testdata/stacks/clean.secrets", "production"))
+	var out struct {
+		Findings []struct{ Code, Severity, File string }
+		Summary  struct{ Errors, Warnings int }
+		ExitCode int `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+	}
+	if r.code != 2 || out.ExitCode != 2 || len(out.Findings) != 1 || out.Findings[0].Code != "monitoring.W008" || out.Summary.Warnings != 1 {
+		t.Errorf("exit %d, json %+v", r.code, out)
+	}
+}
+
+func TestValidate_ListPrintsTheCatalog(t *testing.T) {
+	r := obcd(t, repoRoot, nil, "validate", "--list")
+	for _, code := range []string{"monitoring.E001", "monitoring.W008", "audit.A005", "secrets.S003", "deploy.D001"} {
+		if !strings.Contains(r.stdout, code) {
+			t.Errorf("--list lacks %s", code)
+		}
+	}
+	if r.code != 0 {
+		t.Errorf("exit %d", r.code)
+	}
+}
+
+func TestValidate_InvalidStackExits1(t *testing.T) {
+	r := obcd(t, repoRoot, nil, "validate", "staging", "-f", "testdata/hcl/type_error.hcl")
+	if r.code != 1 || !strings.Contains(r.stderr, "Unsuitable value type") {
+		t.Errorf("exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestAudit_OBCMSAsAuditedListsTheFiveBlockers reproduces the audit seed:
+// exactly its five critical blockers, and a report pinned as golden.
+func TestAudit_OBCMSAsAuditedListsTheFiveBlockers(t *testing.T) {
+	state := stateWith(t, "testdata/audit/obcms-audited.secrets", "production")
+	r := obcd(t, repoRoot, nil, "audit", "production", "-f", "testdata/audit/obcms-audited.hcl", "--state-dir", state, "--format", "json")
+	if r.code != ExitFailure {
+		t.Fatalf("exit %d, want 1 (not ready)\n%s", r.code, r.stderr)
+	}
+	var report struct {
+		Score    int
+		Ready    bool
+		Findings []struct{ Code, Priority string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
+		t.Fatal(err)
+	}
+	var critical []string
+	for _, f := range report.Findings {
+		if f.Priority == "critical" {
+			critical = append(critical, f.Code)
+		}
+	}
+	want := "audit.A001,audit.A004,audit.A005,monitoring.E001,monitoring.E009"
+	if strings.Join(critical, ",") != want {
+		t.Errorf("critical blockers = %v, want %s", critical, want)
+	}
+	if report.Ready || report.Score >= 100 {
+		t.Errorf("score %d ready %v", report.Score, report.Ready)
+	}
+
+	md := obcd(t, repoRoot, nil, "audit", "production", "-f", "testdata/audit/obcms-audited.hcl", "--state-dir", state)
+	goldenFile(t, filepath.Join(repoRoot, "testdata/audit/obcms-audited.md"), md.stdout)
+	if !strings.Contains(md.stdout, "## Critical Blocking Issues (Must Fix)") || strings.Count(md.stdout, "CRITICAL - BLOCKS DEPLOYMENT") != 5 {
+		t.Errorf("markdown does not list exactly five blockers")
+	}
+}
+
+func TestAudit_ShippedStackScores100(t *testing.T) {
+	dir := workspace(t)
+	for _, env := range []string{"staging", "production"} {
+		obcd(t, dir, nil, "secrets", "init", env)
+		r := obcd(t, dir, nil, "audit", env, "--format", "json")
+		var report struct {
+			Score    int
+			Ready    bool
+			Findings []struct{ Code string }
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
+			t.Fatalf("%s: %v\n%s", env, err, r.stderr)
+		}
+		if r.code != 0 || report.Score != 100 || !report.Ready || len(report.Findings) != 0 {
+			t.Errorf("%s: exit %d score %d findings %v", env, r.code, report.Score, report.Findings)
+		}
+	}
+}
+
+func TestAudit_OutWritesFile(t *testing.T) {
+	dir := workspace(t)
+	obcd(t, dir, nil, "secrets", "init", "staging")
+	r := obcd(t, dir, nil, "audit", "staging", "--out", "report.md")
+	data, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if r.code != 0 || err != nil || !strings.Contains(string(data), "Overall Readiness Score: 100/100") {
+		t.Errorf("exit %d err %v\n%s", r.code, err, data)
+	}
+	if bad := obcd(t, dir, nil, "audit", "staging", "--format", "pdf"); bad.code != ExitUsage {
+		t.Errorf("--format pdf: exit %d", bad.code)
+	}
+}
+
+func goldenFile(t *testing.T, path, got string) {
+	t.Helper()
+	if *updateGolden {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./... -update)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs (run go test ./... -update to accept)", path)
+	}
+}
