@@ -25,8 +25,8 @@ const (
 	livePostgresSuperuser      = "postgres"
 )
 
-// dbTarget is where and as whom Django logs in.
-type dbTarget struct {
+// liveDBTarget is where and as whom Django logs in.
+type liveDBTarget struct {
 	service  *stackhcl.Service // django.database: pgbouncer or postgres
 	addr     string            // host:port
 	user     string
@@ -34,7 +34,7 @@ type dbTarget struct {
 	database string // the postgres database
 }
 
-func (t *dbTarget) describe() string {
+func (t *liveDBTarget) describe() string {
 	return fmt.Sprintf("database %q (service %q at %s)", t.database, t.service.Name, t.addr)
 }
 
@@ -69,7 +69,7 @@ func (run *liveRun) database(ctx context.Context) ([]Finding, int) {
 
 // resolveDB resolves django.database, db_user and the user's password
 // secret, or says why it cannot.
-func (run *liveRun) resolveDB() (*dbTarget, *Finding) {
+func (run *liveRun) resolveDB() (*liveDBTarget, *Finding) {
 	dj := &run.stack.Django
 	svc := run.stack.Service(dj.Database)
 	if svc == nil {
@@ -88,7 +88,7 @@ func (run *liveRun) resolveDB() (*dbTarget, *Finding) {
 		finding := run.noAddress(svc, liveDatabaseUnreachable)
 		return nil, &finding
 	}
-	target := &dbTarget{service: svc, addr: liveWithDefaultPort(svc.Address, svc.Port), user: dj.DBUser, database: primary.Postgres.Database}
+	target := &liveDBTarget{service: svc, addr: liveWithDefaultPort(svc.Address, svc.Port), user: dj.DBUser, database: primary.Postgres.Database}
 	target.secret = run.passwordSecret(svc, primary, dj.DBUser)
 	if target.secret == "" {
 		return nil, &Finding{Rule: liveDatabaseUnreachable, Range: run.djangoRange("db_user"), Message: fmt.Sprintf(
@@ -122,7 +122,7 @@ func (run *liveRun) passwordSecret(svc, primary *stackhcl.Service, user string) 
 	return ""
 }
 
-func (run *liveRun) dbConnect(ctx context.Context, target *dbTarget, password string) (*pgx.Conn, *Finding) {
+func (run *liveRun) dbConnect(ctx context.Context, target *liveDBTarget, password string) (*pgx.Conn, *Finding) {
 	host, port, err := net.SplitHostPort(target.addr)
 	if err != nil {
 		finding := run.dbFinding(target, "service %q has address %q, which is not host:port", target.service.Name, target.service.Address)
@@ -151,7 +151,7 @@ func (run *liveRun) dbConnect(ctx context.Context, target *dbTarget, password st
 
 // connectProblem says why a login failed: refused credentials, another
 // refusal by the server, or no answer at all.
-func (run *liveRun) connectProblem(target *dbTarget, err error) string {
+func (run *liveRun) connectProblem(target *liveDBTarget, err error) string {
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, liveSQLStateAuthClass):
@@ -166,7 +166,7 @@ func (run *liveRun) connectProblem(target *dbTarget, err error) string {
 
 // dbMigrations reads django_migrations: its row count, D007 when the
 // table does not exist yet, D004 when it cannot be read.
-func (run *liveRun) dbMigrations(ctx context.Context, conn *pgx.Conn, target *dbTarget) ([]Finding, int) {
+func (run *liveRun) dbMigrations(ctx context.Context, conn *pgx.Conn, target *liveDBTarget) ([]Finding, int) {
 	stepCtx, cancel := context.WithTimeout(ctx, run.timeout)
 	defer cancel()
 	rows, err := conn.Query(stepCtx, liveMigrationsQuery)
@@ -191,7 +191,7 @@ func (run *liveRun) dbMigrations(ctx context.Context, conn *pgx.Conn, target *db
 	}
 }
 
-func (run *liveRun) dbFinding(target *dbTarget, format string, args ...any) Finding {
+func (run *liveRun) dbFinding(target *liveDBTarget, format string, args ...any) Finding {
 	at := target.service.DeclRange
 	if r, ok := target.service.Ranges["address"]; ok && r.Filename != "" {
 		at = r

@@ -55,16 +55,16 @@ func (run *liveRun) docker(ctx context.Context, api DockerAPI) ([]Finding, strin
 		defer cli.Close()
 		api = cli
 	}
-	check := &dockerCheck{
+	check := &liveDockerCheck{
 		api: api, stack: run.stack, timeout: run.timeout,
-		local: isLocalDockerHost(host), statfs: liveFreeBytes,
+		local: liveIsLocalDockerHost(host), statfs: liveFreeBytes,
 	}
 	return check.run(ctx)
 }
 
-// dockerCheck holds what the Docker checks decide with; tests fake api
+// liveDockerCheck holds what the Docker checks decide with; tests fake api
 // and statfs.
-type dockerCheck struct {
+type liveDockerCheck struct {
 	api     DockerAPI
 	stack   *stackhcl.Stack
 	timeout time.Duration
@@ -72,7 +72,7 @@ type dockerCheck struct {
 	statfs  func(path string) (free uint64, err error)
 }
 
-func (c *dockerCheck) run(ctx context.Context) ([]Finding, string) {
+func (c *liveDockerCheck) run(ctx context.Context) ([]Finding, string) {
 	version, finding := c.ping(ctx)
 	if finding != nil {
 		return []Finding{*finding}, ""
@@ -95,7 +95,7 @@ func (c *dockerCheck) run(ctx context.Context) ([]Finding, string) {
 
 // ping is deploy.D001: it negotiates the API version and returns the
 // engine's, or a finding.
-func (c *dockerCheck) ping(ctx context.Context) (string, *Finding) {
+func (c *liveDockerCheck) ping(ctx context.Context) (string, *Finding) {
 	stepCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	ping, err := c.api.Ping(stepCtx, client.PingOptions{NegotiateAPIVersion: true})
@@ -111,7 +111,7 @@ func (c *dockerCheck) ping(ctx context.Context) (string, *Finding) {
 
 // disk is deploy.D006 for a local engine, D008 when free disk cannot be
 // measured.
-func (c *dockerCheck) disk(ctx context.Context) []Finding {
+func (c *liveDockerCheck) disk(ctx context.Context) []Finding {
 	unmeasured := func(format string, args ...any) []Finding {
 		return []Finding{{Rule: liveDiskUnmeasured, Range: c.stack.EnvRange, Message: fmt.Sprintf(format, args...)}}
 	}
@@ -141,7 +141,7 @@ func (c *dockerCheck) disk(ctx context.Context) []Finding {
 
 // images is deploy.D005: one finding per distinct service image the
 // engine does not have.
-func (c *dockerCheck) images(ctx context.Context) []Finding {
+func (c *liveDockerCheck) images(ctx context.Context) []Finding {
 	images := liveImages(c.stack)
 	results := make([]*Finding, len(images))
 	slots := make(chan struct{}, liveImageInspectParallelism)
@@ -163,7 +163,7 @@ func (c *dockerCheck) images(ctx context.Context) []Finding {
 	return findings
 }
 
-func (c *dockerCheck) inspect(ctx context.Context, img liveImage) *Finding {
+func (c *liveDockerCheck) inspect(ctx context.Context, img liveImage) *Finding {
 	stepCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	_, err := c.api.ImageInspect(stepCtx, img.ref)
@@ -179,7 +179,7 @@ func (c *dockerCheck) inspect(ctx context.Context, img liveImage) *Finding {
 	}
 }
 
-func (c *dockerCheck) hostName() string {
+func (c *liveDockerCheck) hostName() string {
 	if c.stack.DockerHost == "" {
 		return "the default Docker host"
 	}
@@ -220,9 +220,9 @@ func liveImages(stack *stackhcl.Stack) []liveImage {
 	return images
 }
 
-// isLocalDockerHost says whether the engine at host runs on this machine:
+// liveIsLocalDockerHost says whether the engine at host runs on this machine:
 // a unix socket, or the default (DOCKER_HOST or the local socket).
-func isLocalDockerHost(host string) bool {
+func liveIsLocalDockerHost(host string) bool {
 	if host == "" {
 		host = os.Getenv(client.EnvOverrideHost)
 	}
@@ -258,7 +258,7 @@ func DialDocker(host string) (*client.Client, error) {
 		host = os.Getenv(client.EnvOverrideHost)
 	}
 	if host == "" {
-		return newDockerClient("the default Docker host", client.FromEnv)
+		return newLiveDockerClient("the default Docker host", client.FromEnv)
 	}
 	hostURL, err := url.Parse(host)
 	if err != nil {
@@ -271,18 +271,18 @@ func DialDocker(host string) (*client.Client, error) {
 			return nil, fmt.Errorf("docker host %q: %w", host, err)
 		}
 		// The URL only names the HTTP requests' host; dial connects.
-		return newDockerClient(host, client.WithHost("http://docker.example.com"), client.WithDialContext(dial))
+		return newLiveDockerClient(host, client.WithHost("http://docker.example.com"), client.WithDialContext(dial))
 	case "unix", "tcp":
 		if host == os.Getenv(client.EnvOverrideHost) {
-			return newDockerClient(host, client.FromEnv)
+			return newLiveDockerClient(host, client.FromEnv)
 		}
-		return newDockerClient(host, client.WithHost(host))
+		return newLiveDockerClient(host, client.WithHost(host))
 	default:
 		return nil, fmt.Errorf("docker host %q: scheme %q is not supported; use unix://, tcp:// or ssh://", host, hostURL.Scheme)
 	}
 }
 
-func newDockerClient(host string, opts ...client.Opt) (*client.Client, error) {
+func newLiveDockerClient(host string, opts ...client.Opt) (*client.Client, error) {
 	cli, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker host %s: %w", host, err)

@@ -36,9 +36,9 @@ func liveTestSecrets() templates.MapSecrets {
 	}
 }
 
-// loadObcms evaluates the example stack for staging, with an empty
+// liveLoadObcms evaluates the example stack for staging, with an empty
 // process environment so the machine cannot change it.
-func loadObcms(t *testing.T) *stackhcl.Stack {
+func liveLoadObcms(t *testing.T) *stackhcl.Stack {
 	t.Helper()
 	loader := stackhcl.NewLoader(stackhcl.Options{Environment: "staging", LookupEnv: func(string) (string, bool) { return "", false }})
 	stack, diags := loader.Load(filepath.Join("..", "..", "stacks", "obcms.hcl"))
@@ -48,10 +48,10 @@ func loadObcms(t *testing.T) *stackhcl.Stack {
 	return stack
 }
 
-// liveDatabase starts PostgreSQL with the obcms database, the app role
+// liveStartDatabase starts PostgreSQL with the obcms database, the app role
 // with its password, and a django_migrations table of `migrations` rows
 // (none when migrations < 0), and points the stack's pgbouncer at it.
-func liveDatabase(t *testing.T, stack *stackhcl.Stack, secrets templates.MapSecrets, migrations int) *testsvc.Postgres {
+func liveStartDatabase(t *testing.T, stack *stackhcl.Stack, secrets templates.MapSecrets, migrations int) *testsvc.Postgres {
 	t.Helper()
 	pg := testsvc.StartPostgres(t)
 	user, password := stack.Django.DBUser, secrets["obcms_user_password"]
@@ -69,14 +69,14 @@ func liveDatabase(t *testing.T, stack *stackhcl.Stack, secrets templates.MapSecr
 	return pg
 }
 
-func liveRedis(t *testing.T, stack *stackhcl.Stack) *testsvc.Redis {
+func liveStartRedis(t *testing.T, stack *stackhcl.Stack) *testsvc.Redis {
 	t.Helper()
 	rds := testsvc.StartRedis(t)
 	stack.Service(stack.Django.Cache).Address = rds.Addr
 	return rds
 }
 
-func findingsOf(findings []Finding, code string) []Finding {
+func liveFindingsOf(findings []Finding, code string) []Finding {
 	var out []Finding
 	for _, f := range findings {
 		if f.Rule.Code == code {
@@ -86,7 +86,7 @@ func findingsOf(findings []Finding, code string) []Finding {
 	return out
 }
 
-func mentioning(findings []Finding, text string) []Finding {
+func liveMentioning(findings []Finding, text string) []Finding {
 	var out []Finding
 	for _, f := range findings {
 		if strings.Contains(f.Text(), text) {
@@ -96,7 +96,7 @@ func mentioning(findings []Finding, text string) []Finding {
 	return out
 }
 
-func dumpFindings(findings []Finding) string {
+func liveDump(findings []Finding) string {
 	var b strings.Builder
 	for _, f := range findings {
 		b.WriteString("\n  " + f.Rule.Code + " " + string(f.Rule.Severity) + ": " + f.Text())
@@ -104,14 +104,14 @@ func dumpFindings(findings []Finding) string {
 	return b.String()
 }
 
-// oneFinding wants exactly one finding of code whose message has every
+// liveOne wants exactly one finding of code whose message has every
 // one of parts, and returns it.
-func oneFinding(t *testing.T, report LiveReport, code string, parts ...string) Finding {
+func liveOne(t *testing.T, report LiveReport, code string, parts ...string) Finding {
 	t.Helper()
-	t.Logf("findings:%s", dumpFindings(report.Findings))
-	found := findingsOf(report.Findings, code)
+	t.Logf("findings:%s", liveDump(report.Findings))
+	found := liveFindingsOf(report.Findings, code)
 	if len(found) != 1 {
-		t.Fatalf("want one %s finding, got %d:%s", code, len(found), dumpFindings(report.Findings))
+		t.Fatalf("want one %s finding, got %d:%s", code, len(found), liveDump(report.Findings))
 	}
 	for _, part := range parts {
 		if !strings.Contains(found[0].Text(), part) {
@@ -121,17 +121,17 @@ func oneFinding(t *testing.T, report LiveReport, code string, parts ...string) F
 	return found[0]
 }
 
-func noFinding(t *testing.T, report LiveReport, codes ...string) {
+func liveNone(t *testing.T, report LiveReport, codes ...string) {
 	t.Helper()
 	for _, code := range codes {
-		if found := findingsOf(report.Findings, code); len(found) > 0 {
-			t.Errorf("unexpected %s:%s", code, dumpFindings(found))
+		if found := liveFindingsOf(report.Findings, code); len(found) > 0 {
+			t.Errorf("unexpected %s:%s", code, liveDump(found))
 		}
 	}
 }
 
-// noSecretLeaks fails when a finding carries a secret value.
-func noSecretLeaks(t *testing.T, report LiveReport, secrets templates.MapSecrets) {
+// liveNoLeaks fails when a finding carries a secret value.
+func liveNoLeaks(t *testing.T, report LiveReport, secrets templates.MapSecrets) {
 	t.Helper()
 	for _, f := range report.Findings {
 		for name, value := range secrets {
@@ -142,8 +142,8 @@ func noSecretLeaks(t *testing.T, report LiveReport, secrets templates.MapSecrets
 	}
 }
 
-// hungListener accepts TCP connections and never answers.
-func hungListener(t *testing.T) string {
+// liveHungListener accepts TCP connections and never answers.
+func liveHungListener(t *testing.T) string {
 	t.Helper()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -174,14 +174,14 @@ func hungListener(t *testing.T) string {
 }
 
 func TestLive_HealthyStackHasNoErrors(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
-	liveDatabase(t, stack, secrets, 7)
-	liveRedis(t, stack)
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
+	liveStartDatabase(t, stack, secrets, 7)
+	liveStartRedis(t, stack)
 
 	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Timeout: 5 * time.Second})
 
 	if c := Count(report.Findings); c.Errors > 0 {
-		t.Errorf("a healthy stack has %d errors:%s", c.Errors, dumpFindings(report.Findings))
+		t.Errorf("a healthy stack has %d errors:%s", c.Errors, liveDump(report.Findings))
 	}
 	if report.DockerAPIVersion == "" {
 		t.Error("DockerAPIVersion is empty for a reachable engine")
@@ -189,8 +189,8 @@ func TestLive_HealthyStackHasNoErrors(t *testing.T) {
 	if report.Migrations != 7 {
 		t.Errorf("Migrations = %d, want the 7 rows inserted", report.Migrations)
 	}
-	noFinding(t, report, "deploy.D001", "deploy.D002", "deploy.D003", "deploy.D004", "deploy.D007", "deploy.D008", "deploy.D009", "monitoring.E010")
-	noSecretLeaks(t, report, secrets)
+	liveNone(t, report, "deploy.D001", "deploy.D002", "deploy.D003", "deploy.D004", "deploy.D007", "deploy.D008", "deploy.D009", "monitoring.E010")
+	liveNoLeaks(t, report, secrets)
 
 	// D005 lists exactly the stack's images that the engine lacks.
 	docker, err := DialDocker("unix:///var/run/docker.sock")
@@ -198,19 +198,19 @@ func TestLive_HealthyStackHasNoErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer docker.Close()
-	missing := findingsOf(report.Findings, "deploy.D005")
+	missing := liveFindingsOf(report.Findings, "deploy.D005")
 	for _, img := range liveImages(stack) {
 		_, err := docker.ImageInspect(context.Background(), img.ref)
-		listed := mentioning(missing, "image "+img.ref+" ")
+		listed := liveMentioning(missing, "image "+img.ref+" ")
 		switch {
 		case cerrdefs.IsNotFound(err) && len(listed) != 1:
-			t.Errorf("image %s is not on the engine, but D005 lists it %d times:%s", img.ref, len(listed), dumpFindings(missing))
+			t.Errorf("image %s is not on the engine, but D005 lists it %d times:%s", img.ref, len(listed), liveDump(missing))
 		case err == nil && len(listed) != 0:
 			t.Errorf("image %s is on the engine, but D005 lists it", img.ref)
 		}
 	}
 	if _, err := docker.ImageInspect(context.Background(), "obcms/app:1.0.0"); cerrdefs.IsNotFound(err) {
-		app := oneFinding(t, LiveReport{Findings: mentioning(missing, "image obcms/app:1.0.0 ")}, "deploy.D005", "not on the engine")
+		app := liveOne(t, LiveReport{Findings: liveMentioning(missing, "image obcms/app:1.0.0 ")}, "deploy.D005", "not on the engine")
 		for _, svc := range []string{"web", "celery-worker", "celery-beat"} {
 			if !strings.Contains(app.Text(), svc) {
 				t.Errorf("D005 for the app image does not name service %s: %s", svc, app.Text())
@@ -220,77 +220,77 @@ func TestLive_HealthyStackHasNoErrors(t *testing.T) {
 }
 
 func TestLive_ThroughPgBouncerUsesSimpleProtocol(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
-	pg := liveDatabase(t, stack, secrets, 3)
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
+	pg := liveStartDatabase(t, stack, secrets, 3)
 	user, password := stack.Django.DBUser, secrets["obcms_user_password"]
 	ini := "[databases]\nobcms = host=127.0.0.1 port=" + strconv.Itoa(pg.Port) + " dbname=obcms\n\n" +
 		"[pgbouncer]\nlisten_port = 6432\nauth_type = scram-sha-256\npool_mode = transaction\n"
 	bouncer := testsvc.StartPgBouncer(t, ini, testsvc.WithAuthFile([]byte(`"`+user+`" "`+password+`"`+"\n")))
 	stack.Service(stack.Django.Database).Address = net.JoinHostPort(bouncer.Host, strconv.Itoa(bouncer.Port))
 
-	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: 5 * time.Second})
+	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: 5 * time.Second})
 
-	noFinding(t, report, "deploy.D004")
+	liveNone(t, report, "deploy.D004")
 	if report.Migrations != 3 {
-		t.Errorf("Migrations through pgbouncer = %d, want 3:%s\n%s", report.Migrations, dumpFindings(report.Findings), bouncer.Log())
+		t.Errorf("Migrations through pgbouncer = %d, want 3:%s\n%s", report.Migrations, liveDump(report.Findings), bouncer.Log())
 	}
 }
 
 func TestLive_NoMigrationsTableIsInfoD007(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
-	liveDatabase(t, stack, secrets, -1)
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
+	liveStartDatabase(t, stack, secrets, -1)
 
-	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: 5 * time.Second})
+	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: 5 * time.Second})
 
-	oneFinding(t, report, "deploy.D007", "no migrations applied yet", `"obcms"`)
-	noFinding(t, report, "deploy.D004")
+	liveOne(t, report, "deploy.D007", "no migrations applied yet", `"obcms"`)
+	liveNone(t, report, "deploy.D004")
 	if report.Migrations != 0 {
 		t.Errorf("Migrations = %d, want 0", report.Migrations)
 	}
 }
 
 func TestLive_DatabaseStoppedIsD004NamingTheAddress(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
-	pg := liveDatabase(t, stack, secrets, 1)
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
+	pg := liveStartDatabase(t, stack, secrets, 1)
 	pg.Stop()
 
-	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: 5 * time.Second})
+	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: 5 * time.Second})
 
 	addr := net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port))
-	oneFinding(t, report, "deploy.D004", "unreachable", addr, `"pgbouncer"`)
+	liveOne(t, report, "deploy.D004", "unreachable", addr, `"pgbouncer"`)
 	if report.Migrations != -1 {
 		t.Errorf("Migrations = %d, want -1 (unknown)", report.Migrations)
 	}
 }
 
 func TestLive_WrongDatabasePasswordIsD004Authentication(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
-	liveDatabase(t, stack, secrets, 1)
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
+	liveStartDatabase(t, stack, secrets, 1)
 	secrets["obcms_user_password"] = "not-the-password"
 
-	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: 5 * time.Second})
+	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: 5 * time.Second})
 
-	oneFinding(t, report, "deploy.D004", "authentication", `"obcms_user"`, "obcms_user_password")
-	noSecretLeaks(t, report, secrets)
+	liveOne(t, report, "deploy.D004", "authentication", `"obcms_user"`, "obcms_user_password")
+	liveNoLeaks(t, report, secrets)
 }
 
 func TestLive_RedisStoppedIsE010(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
-	rds := liveRedis(t, stack)
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
+	rds := liveStartRedis(t, stack)
 	rds.Stop()
 
-	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: 5 * time.Second})
+	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: 5 * time.Second})
 
-	finding := oneFinding(t, report, "monitoring.E010", rds.Addr, `"redis"`)
+	finding := liveOne(t, report, "monitoring.E010", rds.Addr, `"redis"`)
 	if finding.Rule.Severity != SeverityError || finding.Rule.Priority != PriorityHigh || finding.Rule.Category != CategoryRedis {
 		t.Errorf("E010 is %s/%s/%s", finding.Rule.Severity, finding.Rule.Priority, finding.Rule.Category)
 	}
 }
 
 func TestLive_HungServersAreFindingsWithinTheTimeout(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
-	stack.Service(stack.Django.Database).Address = hungListener(t)
-	stack.Service(stack.Django.Cache).Address = hungListener(t)
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
+	stack.Service(stack.Django.Database).Address = liveHungListener(t)
+	stack.Service(stack.Django.Cache).Address = liveHungListener(t)
 	const timeout = time.Second
 
 	start := time.Now()
@@ -300,51 +300,51 @@ func TestLive_HungServersAreFindingsWithinTheTimeout(t *testing.T) {
 	if elapsed > timeout+2*time.Second {
 		t.Errorf("RunLive took %s against hung servers, want at most %s", elapsed, timeout+2*time.Second)
 	}
-	oneFinding(t, report, "deploy.D004", stack.Service(stack.Django.Database).Address, "no answer within 1s")
-	oneFinding(t, report, "monitoring.E010", stack.Service(stack.Django.Cache).Address, "no answer within 1s")
+	liveOne(t, report, "deploy.D004", stack.Service(stack.Django.Database).Address, "no answer within 1s")
+	liveOne(t, report, "monitoring.E010", stack.Service(stack.Django.Cache).Address, "no answer within 1s")
 	if report.DockerAPIVersion == "" {
-		t.Errorf("the real engine was not reached:%s", dumpFindings(report.Findings))
+		t.Errorf("the real engine was not reached:%s", liveDump(report.Findings))
 	}
 }
 
 func TestLive_DockerUnreachableIsD001(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
 	stack.DockerHost = "unix:///nonexistent.sock"
 
 	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Timeout: 2 * time.Second})
 
-	finding := oneFinding(t, report, "deploy.D001", "unix:///nonexistent.sock")
+	finding := liveOne(t, report, "deploy.D001", "unix:///nonexistent.sock")
 	if finding.Rule.Severity != SeverityError || finding.Rule.Priority != PriorityCritical {
 		t.Errorf("D001 is %s/%s", finding.Rule.Severity, finding.Rule.Priority)
 	}
 	if report.DockerAPIVersion != "" {
 		t.Errorf("DockerAPIVersion = %q for an unreachable engine", report.DockerAPIVersion)
 	}
-	noFinding(t, report, "deploy.D005", "deploy.D006", "deploy.D008")
+	liveNone(t, report, "deploy.D005", "deploy.D006", "deploy.D008")
 }
 
 func TestLive_NoAddressIsInfoD009(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
 
-	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: time.Second})
+	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: time.Second})
 
-	found := findingsOf(report.Findings, "deploy.D009")
-	if len(found) != 2 || !strings.Contains(dumpFindings(found), `service "pgbouncer"`) || !strings.Contains(dumpFindings(found), `service "redis"`) {
-		t.Errorf("want D009 for pgbouncer and redis:%s", dumpFindings(report.Findings))
+	found := liveFindingsOf(report.Findings, "deploy.D009")
+	if len(found) != 2 || !strings.Contains(liveDump(found), `service "pgbouncer"`) || !strings.Contains(liveDump(found), `service "redis"`) {
+		t.Errorf("want D009 for pgbouncer and redis:%s", liveDump(report.Findings))
 	}
-	noFinding(t, report, "deploy.D004", "monitoring.E010")
+	liveNone(t, report, "deploy.D004", "monitoring.E010")
 	if report.Migrations != -1 {
 		t.Errorf("Migrations = %d without a database address, want -1", report.Migrations)
 	}
 }
 
 func TestLive_DebugOnIsD003(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
 	stack.Django.Debug = true
 
-	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: time.Second})
+	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: time.Second})
 
-	finding := oneFinding(t, report, "deploy.D003", "DJANGO_DEBUG=True")
+	finding := liveOne(t, report, "deploy.D003", "DJANGO_DEBUG=True")
 	if finding.Range.Filename == "" {
 		t.Error("D003 for DEBUG points nowhere")
 	}
@@ -358,38 +358,38 @@ func TestLive_UnsafeSecretKeyIsD003WithoutTheKey(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			stack, secrets := loadObcms(t), liveTestSecrets()
+			stack, secrets := liveLoadObcms(t), liveTestSecrets()
 			secrets["django_secret_key"] = tc.key
 
-			report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: time.Second})
+			report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: time.Second})
 
-			finding := oneFinding(t, report, "deploy.D003", tc.want, `"django_secret_key"`)
+			finding := liveOne(t, report, "deploy.D003", tc.want, `"django_secret_key"`)
 			if strings.Contains(finding.Text(), tc.key) {
 				t.Errorf("D003 shows the key: %s", finding.Text())
 			}
-			noSecretLeaks(t, report, secrets)
+			liveNoLeaks(t, report, secrets)
 		})
 	}
 }
 
 func TestLive_MissingSecretIsD002NamingOnlyIt(t *testing.T) {
-	stack, secrets := loadObcms(t), liveTestSecrets()
+	stack, secrets := liveLoadObcms(t), liveTestSecrets()
 	delete(secrets, "grafana_admin_password")
 
-	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: time.Second})
+	report := RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: time.Second})
 
-	finding := oneFinding(t, report, "deploy.D002", `"grafana_admin_password"`, "OBCD_SECRET_GRAFANA_ADMIN_PASSWORD")
+	finding := liveOne(t, report, "deploy.D002", `"grafana_admin_password"`, "OBCD_SECRET_GRAFANA_ADMIN_PASSWORD")
 	if want := stack.Secret("grafana_admin_password").DeclRange; finding.Range != want {
 		t.Errorf("D002 points at %v, want the secret block %v", finding.Range, want)
 	}
-	noSecretLeaks(t, report, secrets)
+	liveNoLeaks(t, report, secrets)
 
 	delete(secrets, "django_secret_key")
-	report = RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeDocker{}, Timeout: time.Second})
-	if got := len(findingsOf(report.Findings, "deploy.D002")); got != 2 {
+	report = RunLive(context.Background(), LiveOptions{Stack: stack, Secrets: secrets, Docker: &fakeLiveDocker{}, Timeout: time.Second})
+	if got := len(liveFindingsOf(report.Findings, "deploy.D002")); got != 2 {
 		t.Errorf("want one D002 per missing secret (2), got %d", got)
 	}
-	oneFinding(t, report, "deploy.D003", "SECRET_KEY is missing")
+	liveOne(t, report, "deploy.D003", "SECRET_KEY is missing")
 }
 
 // TestLive_DialDockerOverSSHRunsDialStdio puts a fake ssh first in PATH
@@ -455,22 +455,22 @@ func TestLive_DialDockerRejectsUnknownSchemes(t *testing.T) {
 	}
 }
 
-// fakeDocker is a DockerAPI whose calls a test can replace; a nil field
+// fakeLiveDocker is a DockerAPI whose calls a test can replace; a nil field
 // answers as a healthy engine with every image present.
-type fakeDocker struct {
+type fakeLiveDocker struct {
 	ping         func(context.Context, client.PingOptions) (client.PingResult, error)
 	info         func(context.Context, client.InfoOptions) (client.SystemInfoResult, error)
 	imageInspect func(context.Context, string, ...client.ImageInspectOption) (client.ImageInspectResult, error)
 }
 
-func (f *fakeDocker) Ping(ctx context.Context, options client.PingOptions) (client.PingResult, error) {
+func (f *fakeLiveDocker) Ping(ctx context.Context, options client.PingOptions) (client.PingResult, error) {
 	if f.ping == nil {
 		return client.PingResult{APIVersion: "1.41"}, nil
 	}
 	return f.ping(ctx, options)
 }
 
-func (f *fakeDocker) Info(ctx context.Context, options client.InfoOptions) (client.SystemInfoResult, error) {
+func (f *fakeLiveDocker) Info(ctx context.Context, options client.InfoOptions) (client.SystemInfoResult, error) {
 	if f.info == nil {
 		var result client.SystemInfoResult
 		result.Info.DockerRootDir = "/var/lib/docker"
@@ -479,28 +479,28 @@ func (f *fakeDocker) Info(ctx context.Context, options client.InfoOptions) (clie
 	return f.info(ctx, options)
 }
 
-func (f *fakeDocker) ImageInspect(ctx context.Context, ref string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error) {
+func (f *fakeLiveDocker) ImageInspect(ctx context.Context, ref string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error) {
 	if f.imageInspect == nil {
 		return client.ImageInspectResult{}, nil
 	}
 	return f.imageInspect(ctx, ref, opts...)
 }
 
-// runDockerCheck runs the Docker checks with a fake engine and free disk.
-func runDockerCheck(t *testing.T, api DockerAPI, local bool, statfs func(string) (uint64, error)) ([]Finding, string) {
+// runLiveDockerCheck runs the Docker checks with a fake engine and free disk.
+func runLiveDockerCheck(t *testing.T, api DockerAPI, local bool, statfs func(string) (uint64, error)) ([]Finding, string) {
 	t.Helper()
-	check := &dockerCheck{api: api, stack: loadObcms(t), timeout: time.Second, local: local, statfs: statfs}
+	check := &liveDockerCheck{api: api, stack: liveLoadObcms(t), timeout: time.Second, local: local, statfs: statfs}
 	return check.run(context.Background())
 }
 
-func freeDisk(free uint64) func(string) (uint64, error) {
+func liveFreeDisk(free uint64) func(string) (uint64, error) {
 	return func(string) (uint64, error) { return free, nil }
 }
 
 func TestLiveDocker_MissingImagesAreOneD005Each(t *testing.T) {
 	var mu sync.Mutex
 	inspected := map[string]int{}
-	api := &fakeDocker{imageInspect: func(_ context.Context, ref string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
+	api := &fakeLiveDocker{imageInspect: func(_ context.Context, ref string, _ ...client.ImageInspectOption) (client.ImageInspectResult, error) {
 		mu.Lock()
 		inspected[ref]++
 		mu.Unlock()
@@ -513,28 +513,28 @@ func TestLiveDocker_MissingImagesAreOneD005Each(t *testing.T) {
 		return client.ImageInspectResult{}, nil
 	}}
 
-	findings, version := runDockerCheck(t, api, true, freeDisk(100<<30))
+	findings, version := runLiveDockerCheck(t, api, true, liveFreeDisk(100<<30))
 
 	if version != "1.41" {
 		t.Errorf("version = %q", version)
 	}
-	oneFinding(t, LiveReport{Findings: mentioning(findings, "image obcms/app:1.0.0 ")}, "deploy.D005", "not on the engine", "web, celery-worker, celery-beat")
-	if len(findingsOf(findings, "deploy.D005")) != 2 || !strings.Contains(dumpFindings(findings), "redis:7-bookworm (service redis) could not be inspected: engine hiccup") {
-		t.Errorf("want D005 for the missing app image and the uninspectable redis image:%s", dumpFindings(findings))
+	liveOne(t, LiveReport{Findings: liveMentioning(findings, "image obcms/app:1.0.0 ")}, "deploy.D005", "not on the engine", "web, celery-worker, celery-beat")
+	if len(liveFindingsOf(findings, "deploy.D005")) != 2 || !strings.Contains(liveDump(findings), "redis:7-bookworm (service redis) could not be inspected: engine hiccup") {
+		t.Errorf("want D005 for the missing app image and the uninspectable redis image:%s", liveDump(findings))
 	}
 	for ref, n := range inspected {
 		if n != 1 {
 			t.Errorf("image %s inspected %d times, want once", ref, n)
 		}
 	}
-	if len(inspected) != len(liveImages(loadObcms(t))) {
-		t.Errorf("inspected %d images, want every distinct one (%d)", len(inspected), len(liveImages(loadObcms(t))))
+	if len(inspected) != len(liveImages(liveLoadObcms(t))) {
+		t.Errorf("inspected %d images, want every distinct one (%d)", len(inspected), len(liveImages(liveLoadObcms(t))))
 	}
 }
 
 func TestLiveDocker_DiskDecisions(t *testing.T) {
 	statfsFailed := func(string) (uint64, error) { return 0, errors.New("no such file or directory") }
-	infoFailed := &fakeDocker{info: func(context.Context, client.InfoOptions) (client.SystemInfoResult, error) {
+	infoFailed := &fakeLiveDocker{info: func(context.Context, client.InfoOptions) (client.SystemInfoResult, error) {
 		return client.SystemInfoResult{}, errors.New("info broke")
 	}}
 	cases := []struct {
@@ -545,30 +545,30 @@ func TestLiveDocker_DiskDecisions(t *testing.T) {
 		code   string // "" for no disk finding
 		want   string
 	}{
-		{"plenty free", &fakeDocker{}, true, freeDisk(MinFreeDockerDisk), "", ""},
-		{"low", &fakeDocker{}, true, freeDisk(MinFreeDockerDisk - 1), "deploy.D006", "/var/lib/docker"},
-		{"remote", &fakeDocker{}, false, freeDisk(0), "deploy.D008", "remote engine"},
-		{"root dir not here", &fakeDocker{}, true, statfsFailed, "deploy.D008", "not visible here"},
-		{"info fails", infoFailed, true, freeDisk(100 << 30), "deploy.D008", "info broke"},
+		{"plenty free", &fakeLiveDocker{}, true, liveFreeDisk(MinFreeDockerDisk), "", ""},
+		{"low", &fakeLiveDocker{}, true, liveFreeDisk(MinFreeDockerDisk - 1), "deploy.D006", "/var/lib/docker"},
+		{"remote", &fakeLiveDocker{}, false, liveFreeDisk(0), "deploy.D008", "remote engine"},
+		{"root dir not here", &fakeLiveDocker{}, true, statfsFailed, "deploy.D008", "not visible here"},
+		{"info fails", infoFailed, true, liveFreeDisk(100 << 30), "deploy.D008", "info broke"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			findings, _ := runDockerCheck(t, tc.api, tc.local, tc.statfs)
-			disk := append(findingsOf(findings, "deploy.D006"), findingsOf(findings, "deploy.D008")...)
+			findings, _ := runLiveDockerCheck(t, tc.api, tc.local, tc.statfs)
+			disk := append(liveFindingsOf(findings, "deploy.D006"), liveFindingsOf(findings, "deploy.D008")...)
 			if tc.code == "" {
 				if len(disk) != 0 {
-					t.Errorf("unexpected disk findings:%s", dumpFindings(disk))
+					t.Errorf("unexpected disk findings:%s", liveDump(disk))
 				}
 				return
 			}
-			oneFinding(t, LiveReport{Findings: disk}, tc.code, tc.want)
+			liveOne(t, LiveReport{Findings: disk}, tc.code, tc.want)
 		})
 	}
 }
 
 func TestLiveDocker_UnreachableStopsTheOtherChecks(t *testing.T) {
 	calls := 0
-	api := &fakeDocker{
+	api := &fakeLiveDocker{
 		ping: func(context.Context, client.PingOptions) (client.PingResult, error) {
 			return client.PingResult{}, errors.New("connection refused")
 		},
@@ -577,18 +577,18 @@ func TestLiveDocker_UnreachableStopsTheOtherChecks(t *testing.T) {
 			return client.ImageInspectResult{}, nil
 		},
 	}
-	findings, version := runDockerCheck(t, api, true, freeDisk(0))
+	findings, version := runLiveDockerCheck(t, api, true, liveFreeDisk(0))
 	if version != "" || calls != 0 {
 		t.Errorf("version %q, %d image inspections after a failed ping", version, calls)
 	}
-	oneFinding(t, LiveReport{Findings: findings}, "deploy.D001", "connection refused", "unix:///var/run/docker.sock")
+	liveOne(t, LiveReport{Findings: findings}, "deploy.D001", "connection refused", "unix:///var/run/docker.sock")
 	if len(findings) != 1 {
-		t.Errorf("want only D001:%s", dumpFindings(findings))
+		t.Errorf("want only D001:%s", liveDump(findings))
 	}
 }
 
 func TestLiveDocker_PingPassesItsTimeout(t *testing.T) {
-	api := &fakeDocker{ping: func(ctx context.Context, options client.PingOptions) (client.PingResult, error) {
+	api := &fakeLiveDocker{ping: func(ctx context.Context, options client.PingOptions) (client.PingResult, error) {
 		if !options.NegotiateAPIVersion {
 			t.Error("ping does not negotiate the API version")
 		}
@@ -596,11 +596,11 @@ func TestLiveDocker_PingPassesItsTimeout(t *testing.T) {
 		return client.PingResult{}, ctx.Err()
 	}}
 	start := time.Now()
-	findings, _ := runDockerCheck(t, api, true, freeDisk(100<<30))
+	findings, _ := runLiveDockerCheck(t, api, true, liveFreeDisk(100<<30))
 	if elapsed := time.Since(start); elapsed > 3*time.Second {
 		t.Errorf("a hung ping took %s with a 1s timeout", elapsed)
 	}
-	oneFinding(t, LiveReport{Findings: findings}, "deploy.D001", "no answer within 1s")
+	liveOne(t, LiveReport{Findings: findings}, "deploy.D001", "no answer within 1s")
 }
 
 func TestLive_RulesAreRegisteredAsLive(t *testing.T) {
