@@ -120,10 +120,10 @@ type Service struct {
 	Ports    []string // published ports, compose short syntax ("127.0.0.1:8080:80")
 	// Address is where obcd itself reaches the service for live checks and
 	// probes ("127.0.0.1:5432", "db.internal:5432"); "" when not declared.
-	Address  string
-	Env      map[string]string
-	Command  []string // overrides the kind's default command when set
-	Health   *Health  // overrides the kind's default healthcheck when set
+	Address string
+	Env     map[string]string
+	Command []string // overrides the kind's default command when set
+	Health  *Health  // overrides the kind's default healthcheck when set
 
 	Web       *Web
 	Nginx     *Nginx
