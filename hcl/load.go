@@ -98,11 +98,14 @@ type decoder struct {
 	environment map[string]cty.Value
 	envBlock    *hcl.Block
 	overrides   overrides
+	// evalContextCache is the full context, once built.
+	evalContextCache *hcl.EvalContext
 }
 
 // overrides are the override blocks of the selected environment.
 type overrides struct {
 	services   map[string]*hcl.Block
+	probes     map[string]*hcl.Block
 	django     *hcl.Block
 	monitoring *hcl.Block
 }
@@ -141,7 +144,9 @@ func (d *decoder) decode(body hcl.Body) *Stack {
 	d.decodeStack(stack)
 	stack.Secrets = d.decodeSecrets()
 	ctx := d.evalContext()
+	d.evalContextCache = ctx
 	stack.Services = d.decodeServices(ctx, stack)
+	stack.Probes = d.decodeProbes(ctx)
 	stack.Django = d.decodeDjango(ctx, stack)
 	stack.Monitoring = d.decodeMonitoring(ctx)
 	d.checkUnusedOverrides()
@@ -238,6 +243,7 @@ func (d *decoder) selectEnvironment() {
 			"name":        cty.StringVal(d.opts.Environment),
 			"domain":      cty.StringVal(""),
 			"docker_host": cty.StringVal(""),
+			"public_url":  cty.StringVal(""),
 		}
 		return
 	}
@@ -255,7 +261,10 @@ func (d *decoder) selectEnvironment() {
 		"domain":      d.evalString(content.Attributes["domain"], ctx, ""),
 		"docker_host": d.evalString(content.Attributes["docker_host"], ctx, "unix:///var/run/docker.sock"),
 	}
+	domain := d.environment["domain"].AsString()
+	d.environment["public_url"] = d.evalString(content.Attributes["public_url"], ctx, "https://"+domain)
 	d.overrides.services = map[string]*hcl.Block{}
+	d.overrides.probes = map[string]*hcl.Block{}
 	for _, block := range content.Blocks {
 		switch block.Type {
 		case blockService:
@@ -265,6 +274,13 @@ func (d *decoder) selectEnvironment() {
 				continue
 			}
 			d.overrides.services[name] = block
+		case blockProbe:
+			name := block.Labels[0]
+			if first, ok := d.overrides.probes[name]; ok {
+				d.diags = append(d.diags, duplicate("override of probe", name, first.DefRange, block.DefRange))
+				continue
+			}
+			d.overrides.probes[name] = block
 		case blockDjango:
 			if d.overrides.django != nil {
 				d.diags = append(d.diags, duplicate("django override block", "", d.overrides.django.DefRange, block.DefRange))

@@ -24,6 +24,7 @@ type Stack struct {
 	VersionSet  bool   // the stack block sets version explicitly
 	Domain      string // public DNS name of this environment
 	DockerHost  string // Docker endpoint, e.g. unix:///var/run/docker.sock or ssh://deploy@host
+	PublicURL   string // where users reach the site; default https://<domain>
 
 	// Environments lists every environment the file declares, sorted.
 	Environments []string
@@ -32,6 +33,8 @@ type Stack struct {
 	Services   []*Service // declaration order
 	Secrets    []*Secret  // declaration order
 	Monitoring Monitoring
+	// Probes tune or add to the probes obcd derives from the services.
+	Probes []*ProbeConfig
 
 	DeclRange hcl.Range // the stack block
 	// EnvRange is the environment block this view was evaluated for.

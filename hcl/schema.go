@@ -20,6 +20,7 @@ const (
 	blockUser        = "user"
 	blockReceiver    = "receiver"
 	blockHealthcheck = "healthcheck"
+	blockProbe       = "probe"
 )
 
 // Roots of references an expression may use.
@@ -42,6 +43,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: blockService, LabelNames: []string{"kind", "name"}},
 		{Type: blockMonitoring},
 		{Type: blockEnvironment, LabelNames: []string{"name"}},
+		{Type: blockProbe, LabelNames: []string{"name"}},
 	},
 }
 
@@ -51,9 +53,11 @@ var environmentSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "domain", Required: true},
 		{Name: "docker_host"},
+		{Name: "public_url"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: blockService, LabelNames: []string{"name"}},
+		{Type: blockProbe, LabelNames: []string{"name"}},
 		{Type: blockDjango},
 		{Type: blockMonitoring},
 	},
@@ -61,4 +65,4 @@ var environmentSchema = &hcl.BodySchema{
 
 // environmentAttrs are the attributes of the `environment` object that
 // expressions can read.
-var environmentAttrs = []string{"name", "domain", "docker_host"}
+var environmentAttrs = []string{"name", "domain", "docker_host", "public_url"}

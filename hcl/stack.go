@@ -36,6 +36,7 @@ func (d *decoder) decodeStack(stack *Stack) {
 	stack.DeclRange = block.DefRange
 	stack.Domain = d.environment["domain"].AsString()
 	stack.DockerHost = d.environment["docker_host"].AsString()
+	stack.PublicURL = d.environment["public_url"].AsString()
 	if d.envBlock != nil {
 		stack.EnvRange = d.envBlock.DefRange
 	}

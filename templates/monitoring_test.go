@@ -613,3 +613,43 @@ func TestGrafana_ProvisioningPointsAtPrometheusAndDashboards(t *testing.T) {
 		t.Errorf("providers = %+v", providers)
 	}
 }
+
+// TestExpected_MatchesRenderedFiles keeps the probes' expectations equal
+// to what the rendered prometheus.yml and dashboards hold.
+func TestExpected_MatchesRenderedFiles(t *testing.T) {
+	stack := loadOBCMS(t, "production")
+	byPath := indexByPath(t, mustRender(t, stack))
+	prom := string(byPath[PathPrometheus].Data)
+	for _, job := range PrometheusJobs(stack) {
+		if !strings.Contains(prom, "job_name: "+job+"\n") {
+			t.Errorf("job %q not in prometheus.yml", job)
+		}
+	}
+	if got := strings.Count(prom, "job_name: "); got != len(PrometheusJobs(stack)) {
+		t.Errorf("prometheus.yml has %d jobs, PrometheusJobs %d", got, len(PrometheusJobs(stack)))
+	}
+	uids := GrafanaDashboardUIDs(stack)
+	if len(uids) < 4 {
+		t.Fatalf("uids = %v", uids)
+	}
+	for _, uid := range uids {
+		found := false
+		for path, a := range byPath {
+			if strings.HasPrefix(path, DirGrafanaDashboards+"/") && strings.Contains(string(a.Data), `"uid": "`+uid+`"`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("dashboard uid %s not rendered", uid)
+		}
+	}
+}
+
+func mustRender(t *testing.T, stack *stackhcl.Stack) []Artifact {
+	t.Helper()
+	artifacts, err := Render(stack, testSecrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return artifacts
+}

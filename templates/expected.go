@@ -1,0 +1,32 @@
+package templates
+
+import stackhcl "github.com/obcd/obcd/hcl"
+
+// PrometheusJobs lists the scrape jobs the rendered prometheus.yml holds,
+// in order; probes expect each to be up. Nil when there is no Prometheus.
+func PrometheusJobs(s *stackhcl.Stack) []string {
+	prom := s.First(stackhcl.KindPrometheus)
+	if prom == nil {
+		return nil
+	}
+	var jobs []string
+	for _, job := range prometheusScrapeConfigs(s, prom) {
+		jobs = append(jobs, job.JobName)
+	}
+	return jobs
+}
+
+// GrafanaDashboardUIDs lists the uids of the provisioned dashboards.
+// Nil when Grafana is not provisioned.
+func GrafanaDashboardUIDs(s *stackhcl.Stack) []string {
+	if s.First(stackhcl.KindGrafana) == nil || s.First(stackhcl.KindPrometheus) == nil {
+		return nil
+	}
+	var uids []string
+	for _, spec := range grafanaDashboardSpecs(s) {
+		if len(spec.panels) > 0 {
+			uids = append(uids, "obcd-"+spec.name)
+		}
+	}
+	return uids
+}
