@@ -79,7 +79,9 @@ Exit codes: 0 success, 1 failure (including an invalid stack file),
 	}
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRenderCommand(opts), newValidateCommand(opts), newAuditCommand(opts), newSecretsCommand(opts), newVersionCommand(opts))
+	root.AddCommand(newRenderCommand(opts), newValidateCommand(opts), newAuditCommand(opts),
+		newVerifyCommand(opts), newStatusCommand(opts), newServeCommand(opts),
+		newSecretsCommand(opts), newVersionCommand(opts))
 	return root
 }
 

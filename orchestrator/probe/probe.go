@@ -126,13 +126,25 @@ func (s Spec) withDefaults() Spec {
 // Run runs every probe at once until each has a verdict or ctx ends, and
 // returns the results in the order of specs.
 func Run(ctx context.Context, specs []Spec) []Result {
+	return RunNotify(ctx, specs, nil)
+}
+
+// RunNotify is Run, calling notify (from one goroutine at a time) as each
+// probe reaches its verdict, so callers can show progress.
+func RunNotify(ctx context.Context, specs []Spec, notify func(Result)) []Result {
 	results := make([]Result, len(specs))
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	for i, spec := range specs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			results[i] = runOne(ctx, spec.withDefaults())
+			if notify != nil {
+				mu.Lock()
+				notify(results[i])
+				mu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()

@@ -23,13 +23,13 @@ func sequence(outcomes ...Outcome) (Checker, *atomic.Int32) {
 	}), &calls
 }
 
-func spec(name string, check Checker) Spec {
+func testSpec(name string, check Checker) Spec {
 	return Spec{Name: name, Check: check, Timeout: 100 * time.Millisecond, Interval: 10 * time.Millisecond, Critical: true}
 }
 
 func TestRun_PassesAfterRecovering(t *testing.T) {
 	check, calls := sequence(Fail, Fail, Pass)
-	r := Run(context.Background(), []Spec{spec("x", check)})[0]
+	r := Run(context.Background(), []Spec{testSpec("x", check)})[0]
 	if r.Status != StatusPass || calls.Load() != 3 || r.Attempts != 3 {
 		t.Errorf("result %+v after %d calls", r, calls.Load())
 	}
@@ -37,7 +37,7 @@ func TestRun_PassesAfterRecovering(t *testing.T) {
 
 func TestRun_SuccessThresholdNeedsConsecutivePasses(t *testing.T) {
 	check, calls := sequence(Pass, Fail, Pass, Pass, Pass)
-	s := spec("x", check)
+	s := testSpec("x", check)
 	s.SuccessThreshold = 3
 	r := Run(context.Background(), []Spec{s})[0]
 	if r.Status != StatusPass || calls.Load() != 5 {
@@ -47,7 +47,7 @@ func TestRun_SuccessThresholdNeedsConsecutivePasses(t *testing.T) {
 
 func TestRun_TooFewPassesIsPendingNotPass(t *testing.T) {
 	check, _ := sequence(Pass)
-	s := spec("x", check)
+	s := testSpec("x", check)
 	s.SuccessThreshold = 1000
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -62,12 +62,12 @@ func TestRun_TooFewPassesIsPendingNotPass(t *testing.T) {
 
 func TestRun_FatalStopsAtOnceAfterStartPeriod(t *testing.T) {
 	check, calls := sequence(Fatal)
-	r := Run(context.Background(), []Spec{spec("x", check)})[0]
+	r := Run(context.Background(), []Spec{testSpec("x", check)})[0]
 	if r.Status != StatusFail || calls.Load() != 1 {
 		t.Errorf("fatal retried: %d calls, %+v", calls.Load(), r)
 	}
 	check, calls = sequence(Fatal, Fatal, Pass)
-	s := spec("y", check)
+	s := testSpec("y", check)
 	s.StartPeriod = time.Second
 	r = Run(context.Background(), []Spec{s})[0]
 	if r.Status != StatusPass || calls.Load() != 3 {
@@ -83,7 +83,7 @@ func TestRun_HungCheckFailsAtItsTimeoutWithinTheDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	began := time.Now()
-	r := Run(ctx, []Spec{spec("hung", hang)})[0]
+	r := Run(ctx, []Spec{testSpec("hung", hang)})[0]
 	if elapsed := time.Since(began); elapsed > 900*time.Millisecond {
 		t.Errorf("Run took %s past a 500ms deadline", elapsed)
 	}
@@ -96,7 +96,7 @@ func TestRun_DeadlineBeforeAnyResultIsNotAPass(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	check := CheckFunc(func(ctx context.Context) Attempt { return Failed("%v", ctx.Err()) })
-	r := Run(ctx, []Spec{spec("late", check)})[0]
+	r := Run(ctx, []Spec{testSpec("late", check)})[0]
 	if r.Passed() {
 		t.Fatalf("%+v passed without a result", r)
 	}
@@ -113,7 +113,7 @@ func TestRun_ProbesRunInParallel(t *testing.T) {
 	})
 	var specs []Spec
 	for i := 0; i < 20; i++ {
-		s := spec("p", slow)
+		s := testSpec("p", slow)
 		s.Timeout = time.Second
 		specs = append(specs, s)
 	}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/checks"
+	"github.com/obcd/obcd/orchestrator/probe"
+)
+
+// probeOptions are the flags verify, status and serve share.
+type probeOptions struct {
+	timeout     time.Duration
+	only        []string
+	noDocker    bool
+	pushgateway string
+}
+
+// environmentProbes loads the stack and builds its probes, with the
+// container probe when the environment's Docker engine answers.
+func (o *globalOptions) environmentProbes(env string, po *probeOptions) (*stackhcl.Stack, probe.Plan, error) {
+	stack, err := o.loadStack(env)
+	if err != nil {
+		return nil, probe.Plan{}, err
+	}
+	store, err := o.secrets(env)
+	if err != nil {
+		return nil, probe.Plan{}, err
+	}
+	opts := probe.BuildOptions{Stack: stack, Secrets: store}
+	var dockerNote string
+	if !po.noDocker {
+		if docker, err := checks.DialDocker(stack.DockerHost); err == nil {
+			opts.Docker = docker
+		} else {
+			dockerNote = fmt.Sprintf("containers: cannot reach the Docker engine at %s: %v", stack.DockerHost, err)
+		}
+	}
+	plan, err := probe.Build(opts)
+	if err != nil {
+		return nil, probe.Plan{}, err
+	}
+	if dockerNote != "" {
+		plan.Skipped = append(plan.Skipped, dockerNote)
+	}
+	if len(po.only) > 0 {
+		if plan.Specs, err = selectProbes(plan.Specs, po.only); err != nil {
+			return nil, probe.Plan{}, err
+		}
+	}
+	return stack, plan, nil
+}
+
+// selectProbes keeps the probes named by --only; an unknown name is a
+// usage error listing the names there are.
+func selectProbes(specs []probe.Spec, only []string) ([]probe.Spec, error) {
+	byName := map[string]probe.Spec{}
+	var names []string
+	for _, s := range specs {
+		byName[s.Name] = s
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	var out []probe.Spec
+	for _, n := range only {
+		s, ok := byName[strings.TrimSpace(n)]
+		if !ok {
+			return nil, usageError{fmt.Errorf("--only %q: no such probe; this environment has: %s", n, strings.Join(names, ", "))}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// runProbes runs the plan under one deadline, reporting progress on
+// stderr when it is a terminal.
+func (o *globalOptions) runProbes(plan probe.Plan, timeout time.Duration) []probe.Result {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var notify func(probe.Result)
+	if isTerminal(o.stderr) {
+		done := 0
+		fmt.Fprintf(o.stderr, "Running %d probes (deadline %s)...\n", len(plan.Specs), timeout)
+		notify = func(r probe.Result) {
+			done++
+			fmt.Fprintf(o.stderr, "  [%d/%d] %-28s %s\n", done, len(plan.Specs), r.Name, r.Status)
+		}
+	}
+	return probe.RunNotify(ctx, plan.Specs, notify)
+}

@@ -1,0 +1,509 @@
+package probe
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/templates"
+)
+
+// BuildOptions is what Build derives probes from.
+type BuildOptions struct {
+	Stack   *stackhcl.Stack
+	Secrets templates.SecretSource
+	// Docker enables the container probe; nil leaves it out.
+	Docker ContainerAPI
+}
+
+// Plan is the probes of an environment, and the ones that could not be
+// built, with why (usually: the service declares no address).
+type Plan struct {
+	Specs   []Spec
+	Skipped []string
+}
+
+// draft is a probe before its checker is built: overrides from the
+// stack file edit the config, then checker() builds it.
+type draft struct {
+	spec      Spec
+	http      *HTTPConfig
+	metrics   *MetricsConfig
+	postgres  *PostgresConfig
+	redis     *RedisConfig
+	celery    *CeleryConfig
+	prom      *PrometheusConfig
+	am        *AlertmanagerConfig
+	grafana   *GrafanaConfig
+	container *ContainerConfig
+}
+
+// Build derives each service's natural probes from the stack, then
+// applies the stack's probe blocks: tuning a derived probe by name,
+// turning it off (enabled = false), or adding a new one.
+func Build(opts BuildOptions) (Plan, error) {
+	b := &builder{stack: opts.Stack, secrets: opts.Secrets, docker: opts.Docker}
+	b.web()
+	b.site()
+	b.database()
+	b.redis()
+	b.celery()
+	b.monitoring()
+	b.containers()
+	if b.err != nil {
+		return Plan{}, b.err
+	}
+	if err := b.applyOverrides(); err != nil {
+		return Plan{}, err
+	}
+	plan := Plan{Skipped: b.skipped}
+	for _, d := range b.drafts {
+		d.spec.Check = d.checker()
+		plan.Specs = append(plan.Specs, d.spec)
+	}
+	return plan, nil
+}
+
+type builder struct {
+	stack   *stackhcl.Stack
+	secrets templates.SecretSource
+	docker  ContainerAPI
+	drafts  []*draft
+	skipped []string
+	err     error
+}
+
+func (b *builder) add(d *draft) { b.drafts = append(b.drafts, d) }
+
+func (b *builder) skip(format string, args ...any) {
+	b.skipped = append(b.skipped, fmt.Sprintf(format, args...))
+}
+
+func (b *builder) secret(name string) string {
+	if name == "" || b.secrets == nil {
+		return ""
+	}
+	v, err := b.secrets.Value(name)
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+	return v
+}
+
+// reachable returns a service's address, noting a skip when it has none.
+func (b *builder) reachable(svc *stackhcl.Service, what string) (string, bool) {
+	if svc.Address == "" {
+		b.skip("%s: service %q declares no address (set address = \"host:port\" where obcd can reach it)", what, svc.Name)
+		return "", false
+	}
+	return svc.Address, true
+}
+
+func spec(name, kind, target, component string, critical bool) Spec {
+	return Spec{Name: name, Kind: kind, Target: target, Component: component, Critical: critical}
+}
+
+func (b *builder) web() {
+	web := b.stack.First(stackhcl.KindWeb)
+	if web == nil {
+		return
+	}
+	addr, ok := b.reachable(web, "web probes")
+	if !ok {
+		return
+	}
+	base := "http://" + addr
+	b.add(&draft{spec: spec("web-health", "http", base+"/health/", ComponentWeb, true),
+		http: &HTTPConfig{URL: base + "/health/"}})
+	ready := map[string]any{"database": true}
+	if b.stack.Django.Cache != "" {
+		ready["cache"] = true
+	}
+	b.add(&draft{spec: spec("web-ready", "http", base+"/ready/", ComponentWeb, true),
+		http: &HTTPConfig{URL: base + "/ready/", ExpectJSON: ready}})
+	if b.stack.Django.Metrics.Enabled {
+		u := base + b.stack.Django.Metrics.Path
+		b.add(&draft{spec: spec("web-metrics", "metrics", u, ComponentPrometheus, true),
+			metrics: &MetricsConfig{URL: u, Require: DjangoMetrics}})
+	}
+}
+
+// site probes the public URL through nginx: HTTPS with HSTS, the
+// redirect from HTTP, and a bad Host header being refused.
+func (b *builder) site() {
+	if b.stack.First(stackhcl.KindNginx) == nil || b.stack.PublicURL == "" {
+		return
+	}
+	public, err := url.Parse(b.stack.PublicURL)
+	if err != nil || public.Host == "" {
+		b.skip("site probes: public_url %q is not a URL", b.stack.PublicURL)
+		return
+	}
+	root := strings.TrimSuffix(public.String(), "/")
+	b.add(&draft{spec: spec("site-https", "http", root+"/health/", ComponentWeb, true),
+		http: &HTTPConfig{URL: root + "/health/", ExpectHeaders: map[string]string{"Strict-Transport-Security": "max-age="}}})
+	b.add(&draft{spec: spec("site-bad-host", "http", root+"/", ComponentWeb, false),
+		http: &HTTPConfig{URL: root + "/", BadHostRejected: true}})
+	if public.Port() == "" {
+		plain := "http://" + public.Hostname() + "/"
+		b.add(&draft{spec: spec("site-redirect", "http", plain, ComponentWeb, false),
+			http: &HTTPConfig{URL: plain, RedirectToHTTPS: true}})
+	} else {
+		b.skip("site-redirect: public_url has a port, so the HTTP address is unknown; add probe \"site-redirect\" { type = \"http\", url = \"http://...\", redirect_to_https = true }")
+	}
+}
+
+func (b *builder) database() {
+	dj := b.stack.Django
+	pool := b.stack.Service(dj.Database)
+	if pool == nil {
+		return
+	}
+	primary := pool
+	if pool.PgBouncer != nil {
+		primary = b.stack.Service(pool.PgBouncer.Server)
+	}
+	if primary == nil || primary.Postgres == nil {
+		return
+	}
+	dbName := primary.Postgres.Database
+	if addr, ok := b.reachable(pool, "database probes"); ok {
+		if pool.PgBouncer != nil {
+			for _, u := range pool.PgBouncer.Users {
+				b.add(&draft{spec: spec("pgbouncer-login-"+u.Name, "postgres", addr, ComponentDatabase, true),
+					postgres: &PostgresConfig{Mode: PostgresLogin, Addr: addr, User: u.Name, Password: b.secret(u.Password), Database: dbName}})
+			}
+		}
+		if user := b.appUser(pool); user != nil {
+			b.add(&draft{spec: spec("db-migrations", "postgres", addr, ComponentDatabase, true),
+				postgres: &PostgresConfig{Mode: PostgresMigrations, Addr: addr, User: user.Name, Password: b.secret(user.Password),
+					Database: dbName, ExpectMigrations: -1}})
+		}
+	}
+	if primary.Replicas > 0 {
+		if addr, ok := b.reachable(primary, "replication probe"); ok {
+			user, password := "postgres", b.secret(primary.Postgres.SuperuserPassword)
+			b.add(&draft{spec: spec("db-replication", "postgres", addr, ComponentDatabase, true),
+				postgres: &PostgresConfig{Mode: PostgresReplication, Addr: addr, User: user, Password: password,
+					Database: dbName, Replicas: primary.ReplicaNames()}})
+		}
+	}
+}
+
+// appUser is the role the app logs in as, from the pool's user list.
+func (b *builder) appUser(pool *stackhcl.Service) *stackhcl.PgUser {
+	if pool.PgBouncer == nil {
+		return nil
+	}
+	return pool.PgBouncer.User(b.stack.Django.DBUser)
+}
+
+func (b *builder) redis() {
+	cache := b.stack.Service(b.stack.Django.Cache)
+	if cache == nil {
+		return
+	}
+	if addr, ok := b.reachable(cache, "redis probe"); ok {
+		b.add(&draft{spec: spec("redis-roundtrip", "redis", addr, ComponentRedis, true), redis: &RedisConfig{Addr: addr}})
+	}
+}
+
+// celery proves workers are alive: through the celery exporter when it
+// has an address, else by listening for heartbeats on the broker.
+func (b *builder) celery() {
+	workers := 0
+	for _, svc := range b.stack.ServicesOf(stackhcl.KindCeleryWorker) {
+		workers += svc.Replicas
+	}
+	if workers == 0 {
+		return
+	}
+	for _, exp := range b.stack.ServicesOf(stackhcl.KindExporter) {
+		if exp.Exporter.Type == stackhcl.ExporterCelery && exp.Address != "" {
+			u := "http://" + exp.Address + "/metrics"
+			b.add(&draft{spec: spec("celery-workers", "celery", u, ComponentCelery, false),
+				celery: &CeleryConfig{ExporterURL: u, MinWorkers: workers}})
+			return
+		}
+	}
+	broker := b.stack.Service(b.stack.Django.Broker)
+	if broker == nil {
+		return
+	}
+	if addr, ok := b.reachable(broker, "celery probe"); ok {
+		b.add(&draft{spec: spec("celery-workers", "celery", addr, ComponentCelery, false),
+			celery: &CeleryConfig{BrokerAddr: addr, MinWorkers: workers}})
+	}
+}
+
+func (b *builder) monitoring() {
+	if prom := b.stack.First(stackhcl.KindPrometheus); prom != nil {
+		if addr, ok := b.reachable(prom, "prometheus probes"); ok {
+			base := "http://" + addr
+			b.add(&draft{spec: spec("prometheus-targets", "prometheus", base, ComponentPrometheus, true),
+				prom: &PrometheusConfig{URL: base, Mode: PrometheusTargets, ExpectJobs: templates.PrometheusJobs(b.stack)}})
+			b.add(&draft{spec: spec("prometheus-rules", "prometheus", base, ComponentPrometheus, true),
+				prom: &PrometheusConfig{URL: base, Mode: PrometheusRules}})
+			if b.stack.First(stackhcl.KindAlertmanager) != nil {
+				b.add(&draft{spec: spec("prometheus-alertmanagers", "prometheus", base, ComponentAlertmanager, false),
+					prom: &PrometheusConfig{URL: base, Mode: PrometheusAlertmanagers}})
+			}
+		}
+	}
+	if am := b.stack.First(stackhcl.KindAlertmanager); am != nil {
+		if addr, ok := b.reachable(am, "alertmanager probe"); ok {
+			b.add(&draft{spec: spec("alertmanager-ready", "alertmanager", "http://"+addr, ComponentAlertmanager, false),
+				am: &AlertmanagerConfig{URL: "http://" + addr}})
+		}
+	}
+	if g := b.stack.First(stackhcl.KindGrafana); g != nil {
+		if addr, ok := b.reachable(g, "grafana probe"); ok {
+			b.add(&draft{spec: spec("grafana", "grafana", "http://"+addr, ComponentGrafana, false),
+				grafana: &GrafanaConfig{URL: "http://" + addr, User: g.Grafana.AdminUser,
+					Password: b.secret(g.Grafana.AdminPassword), Dashboards: templates.GrafanaDashboardUIDs(b.stack)}})
+		}
+	}
+}
+
+// containers checks the Docker health of every long-running service.
+func (b *builder) containers() {
+	if b.docker == nil {
+		return
+	}
+	var services []string
+	for _, svc := range b.stack.Services {
+		if svc.Replicas > 0 || svc.Kind == stackhcl.KindPostgres {
+			services = append(services, svc.Name)
+		}
+		services = append(services, svc.ReplicaNames()...)
+	}
+	sort.Strings(services)
+	project := templates.ProjectName(b.stack)
+	b.add(&draft{spec: spec("containers", "container", "project "+project, ComponentWeb, true),
+		container: &ContainerConfig{Docker: b.docker, Project: project, Services: services}})
+}
+
+func (d *draft) checker() Checker {
+	switch {
+	case d.http != nil:
+		return HTTP(*d.http)
+	case d.metrics != nil:
+		return Metrics(*d.metrics)
+	case d.postgres != nil:
+		return Postgres(*d.postgres)
+	case d.redis != nil:
+		return Redis(*d.redis)
+	case d.celery != nil:
+		return Celery(*d.celery)
+	case d.prom != nil:
+		return Prometheus(*d.prom)
+	case d.am != nil:
+		return Alertmanager(*d.am)
+	case d.grafana != nil:
+		return Grafana(*d.grafana)
+	case d.container != nil:
+		return Container(*d.container)
+	}
+	return CheckFunc(func(context.Context) Attempt { return Fatalf("probe %q has nothing to check", d.spec.Name) })
+}
+
+// applyOverrides applies the stack's probe blocks, in file order.
+func (b *builder) applyOverrides() error {
+	for _, pc := range b.stack.Probes {
+		i := b.find(pc.Name)
+		if i < 0 {
+			d, err := b.newDraft(pc)
+			if err != nil {
+				return err
+			}
+			b.drafts = append(b.drafts, d)
+			i = len(b.drafts) - 1
+		}
+		if pc.Enabled != nil && !*pc.Enabled {
+			b.drafts = append(b.drafts[:i], b.drafts[i+1:]...)
+			continue
+		}
+		if err := tune(b.drafts[i], pc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *builder) find(name string) int {
+	for i, d := range b.drafts {
+		if d.spec.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// newDraft makes a probe the stack adds: its type decides the checker,
+// its target or url where it points.
+func (b *builder) newDraft(pc *stackhcl.ProbeConfig) (*draft, error) {
+	if pc.Type == nil {
+		return nil, fmt.Errorf("%s: probe %q is not one obcd derives, so it needs type = \"http\" (or another probe type)", pc.DeclRange, pc.Name)
+	}
+	target := ""
+	if pc.URL != nil {
+		target = *pc.URL
+	} else if pc.Target != "" {
+		svc := b.stack.Service(pc.Target)
+		if svc == nil || svc.Address == "" {
+			return nil, fmt.Errorf("%s: probe %q targets service %q, which declares no address; set address on the service or url on the probe", pc.DeclRange, pc.Name, pc.Target)
+		}
+		target = svc.Address
+	} else {
+		return nil, fmt.Errorf("%s: probe %q needs url = \"...\" or target = service.<name>", pc.DeclRange, pc.Name)
+	}
+	d := &draft{spec: spec(pc.Name, *pc.Type, target, componentFor(*pc.Type), true)}
+	base := target
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	switch *pc.Type {
+	case "http":
+		d.http = &HTTPConfig{URL: base}
+	case "metrics":
+		d.metrics = &MetricsConfig{URL: base}
+	case "postgres":
+		d.postgres = &PostgresConfig{Mode: PostgresRecovery, Addr: strings.TrimPrefix(base, "http://"), User: "postgres",
+			Password: b.secret(b.superuserSecret()), Database: "postgres"}
+	case "redis":
+		d.redis = &RedisConfig{Addr: strings.TrimPrefix(base, "http://")}
+	case "prometheus":
+		d.prom = &PrometheusConfig{URL: base, Mode: PrometheusTargets}
+	case "alertmanager":
+		d.am = &AlertmanagerConfig{URL: base}
+	case "grafana":
+		d.grafana = &GrafanaConfig{URL: base}
+	case "celery":
+		d.celery = &CeleryConfig{ExporterURL: base + "/metrics"}
+	default:
+		return nil, fmt.Errorf("%s: probe %q: type %q cannot be added by hand", pc.DeclRange, pc.Name, *pc.Type)
+	}
+	return d, b.err
+}
+
+func (b *builder) superuserSecret() string {
+	if pg := b.stack.First(stackhcl.KindPostgres); pg != nil {
+		return pg.Postgres.SuperuserPassword
+	}
+	return ""
+}
+
+func componentFor(kind string) string {
+	switch kind {
+	case "postgres":
+		return ComponentDatabase
+	case "redis":
+		return ComponentRedis
+	case "metrics", "prometheus":
+		return ComponentPrometheus
+	case "celery":
+		return ComponentCelery
+	case "alertmanager":
+		return ComponentAlertmanager
+	case "grafana":
+		return ComponentGrafana
+	default:
+		return ComponentWeb
+	}
+}
+
+// tune applies a probe block's settings to a draft.
+func tune(d *draft, pc *stackhcl.ProbeConfig) error {
+	for name, value := range map[string]*string{"timeout": pc.Timeout, "interval": pc.Interval, "start_period": pc.StartPeriod} {
+		if value == nil {
+			continue
+		}
+		dur, err := time.ParseDuration(*value)
+		if err != nil {
+			return fmt.Errorf("%s: probe %q: %s %q: %w", pc.DeclRange, pc.Name, name, *value, err)
+		}
+		switch name {
+		case "timeout":
+			d.spec.Timeout = dur
+		case "interval":
+			d.spec.Interval = dur
+		default:
+			d.spec.StartPeriod = dur
+		}
+	}
+	if pc.SuccessThreshold != nil {
+		d.spec.SuccessThreshold = *pc.SuccessThreshold
+	}
+	if pc.Critical != nil {
+		d.spec.Critical = *pc.Critical
+	}
+	if d.http != nil {
+		return tuneHTTP(d, pc)
+	}
+	if d.postgres != nil {
+		if pc.ExpectedMigrations != nil {
+			d.postgres.ExpectMigrations = *pc.ExpectedMigrations
+		}
+		if pc.MaxLagBytes != nil {
+			d.postgres.MaxLagBytes = int64(*pc.MaxLagBytes)
+		}
+	}
+	if d.metrics != nil && pc.Insecure != nil {
+		d.metrics.Insecure = *pc.Insecure
+	}
+	return nil
+}
+
+func tuneHTTP(d *draft, pc *stackhcl.ProbeConfig) error {
+	h := d.http
+	if pc.URL != nil {
+		h.URL = *pc.URL
+	}
+	if pc.Path != nil {
+		u, err := url.Parse(h.URL)
+		if err != nil {
+			return fmt.Errorf("%s: probe %q: %w", pc.DeclRange, pc.Name, err)
+		}
+		u.Path = *pc.Path
+		h.URL = u.String()
+	}
+	d.spec.Target = h.URL
+	if pc.ExpectStatus != nil {
+		h.ExpectStatus = *pc.ExpectStatus
+	}
+	if pc.ExpectJSON != nil {
+		var fields map[string]any
+		if err := json.Unmarshal(pc.ExpectJSON, &fields); err != nil {
+			return fmt.Errorf("%s: probe %q: expect_json: %w", pc.DeclRange, pc.Name, err)
+		}
+		h.ExpectJSON = fields
+	}
+	if pc.ExpectBody != nil {
+		h.ExpectBody = *pc.ExpectBody
+	}
+	if pc.ExpectHeaders != nil {
+		h.ExpectHeaders = pc.ExpectHeaders
+	}
+	setBool(&h.RedirectToHTTPS, pc.RedirectToHTTPS)
+	setBool(&h.BadHostRejected, pc.BadHostRejected)
+	setBool(&h.CSRFToken, pc.CSRFToken)
+	setBool(&h.Insecure, pc.Insecure)
+	if pc.ThrottleAfter != nil {
+		h.ThrottleAfter = *pc.ThrottleAfter
+	}
+	if pc.CORSOrigin != nil {
+		h.CORSOrigin = *pc.CORSOrigin
+	}
+	return nil
+}
+
+func setBool(dst *bool, src *bool) {
+	if src != nil {
+		*dst = *src
+	}
+}
