@@ -209,8 +209,19 @@ func (b *builder) redis() {
 		return
 	}
 	if addr, ok := b.reachable(cache, "redis probe"); ok {
-		b.add(&draft{spec: spec("redis-roundtrip", "redis", addr, ComponentRedis, true), redis: &RedisConfig{Addr: addr}})
+		b.add(&draft{spec: spec("redis-roundtrip", "redis", addr, ComponentRedis, true), redis: &RedisConfig{Addr: addr, MaxMemoryRatio: memoryRatio(cache)}})
 	}
+}
+
+// memoryRatio is the share of maxmemory the round trip tolerates: a
+// cache that evicts (allkeys-lru and the like) normally runs close to its
+// limit, so only a noeviction Redis, which refuses writes when full, is
+// held to 90%.
+func memoryRatio(cache *stackhcl.Service) float64 {
+	if cache.Redis != nil && cache.Redis.MaxMemoryPolicy != "" && cache.Redis.MaxMemoryPolicy != "noeviction" {
+		return 1.01 // above 1: never a failure
+	}
+	return 0.9
 }
 
 // celery proves workers are alive: through the celery exporter when it
