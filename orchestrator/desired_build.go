@@ -1,0 +1,201 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/templates"
+)
+
+// DesiredState loads the environment's rendered compose file the way
+// `docker compose` would (env files read, OBCD_SECRET_* interpolated from
+// secrets, config and secret files resolved) and turns each service into
+// a ServiceSpec, in dependency order. The rendered files are the single
+// source: obcd deploys exactly what it rendered.
+func DesiredState(ctx context.Context, stack *stackhcl.Stack, artifacts []templates.Artifact, secrets templates.SecretSource) ([]ServiceSpec, error) {
+	dir, err := os.MkdirTemp("", "obcd-desired-")
+	if err != nil {
+		return nil, fmt.Errorf("desired state: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "render")
+	if err := templates.WriteDir(out, artifacts); err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for _, s := range stack.Secrets {
+		value, err := secrets.Value(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		env[s.EnvVar()] = value
+	}
+	project, err := loader.LoadWithContext(ctx, types.ConfigDetails{
+		WorkingDir:  out,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(out, templates.ComposeFilePath(stack.Environment))}},
+		Environment: env,
+	}, func(o *loader.Options) { o.SetProjectName(templates.ProjectName(stack), true) })
+	if err != nil {
+		return nil, fmt.Errorf("load rendered compose file: %w", err)
+	}
+	var specs []ServiceSpec
+	for _, svc := range project.Services {
+		spec, err := serviceSpec(project, svc, artifacts)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		specs = append(specs, spec)
+	}
+	return DependencyOrder(specs)
+}
+
+func serviceSpec(project *types.Project, svc types.ServiceConfig, artifacts []templates.Artifact) (ServiceSpec, error) {
+	spec := ServiceSpec{
+		Project: project.Name, Name: svc.Name, Image: svc.Image, Replicas: 1,
+		Command: svc.Command, Entrypoint: svc.Entrypoint, User: svc.User,
+		Env: map[string]string{}, Restart: svc.Restart, OneOff: svc.Restart == types.RestartPolicyNo,
+	}
+	if svc.Deploy != nil {
+		if svc.Deploy.Replicas != nil {
+			spec.Replicas = *svc.Deploy.Replicas
+		}
+		if lim := svc.Deploy.Resources.Limits; lim != nil {
+			spec.Memory = int64(lim.MemoryBytes)
+			spec.NanoCPUs = int64(float64(lim.NanoCPUs) * 1e9)
+		}
+		spec.StartFirst = svc.Deploy.UpdateConfig != nil && svc.Deploy.UpdateConfig.Order == "start-first"
+	}
+	for k, v := range svc.Environment {
+		if v != nil {
+			spec.Env[k] = *v
+		}
+	}
+	for _, p := range svc.Ports {
+		spec.Ports = append(spec.Ports, PortSpec{HostIP: p.HostIP, HostPort: p.Published, ContainerPort: fmt.Sprint(p.Target), Protocol: orDefault(p.Protocol, "tcp")})
+	}
+	for _, v := range svc.Volumes {
+		m := MountSpec{Target: v.Target, ReadOnly: v.ReadOnly}
+		if v.Type == types.VolumeTypeBind {
+			m.Bind = v.Source
+		} else {
+			m.Volume = v.Source
+		}
+		spec.Mounts = append(spec.Mounts, m)
+	}
+	modes := map[string]os.FileMode{}
+	for _, a := range artifacts {
+		modes[a.Path] = a.Mode
+	}
+	for _, c := range svc.Configs {
+		f, err := fileSpec(project.WorkingDir, project.Configs[c.Source].File, c.Target, modes)
+		if err != nil {
+			return spec, err
+		}
+		spec.Files = append(spec.Files, f)
+	}
+	for _, s := range svc.Secrets {
+		target := s.Target
+		if target == "" {
+			target = "/run/secrets/" + s.Source
+		}
+		f, err := fileSpec(project.WorkingDir, project.Secrets[s.Source].File, target, modes)
+		if err != nil {
+			return spec, err
+		}
+		spec.Files = append(spec.Files, f)
+	}
+	if hc := svc.HealthCheck; hc != nil && !hc.Disable {
+		spec.Health = &HealthSpec{Test: hc.Test, Interval: dur(hc.Interval), Timeout: dur(hc.Timeout), StartPeriod: dur(hc.StartPeriod)}
+		if hc.Retries != nil {
+			spec.Health.Retries = int(*hc.Retries)
+		}
+	}
+	if svc.StopGracePeriod != nil {
+		spec.StopGrace = time.Duration(*svc.StopGracePeriod)
+	}
+	for dep := range svc.DependsOn {
+		spec.DependsOn = append(spec.DependsOn, dep)
+	}
+	sort.Strings(spec.DependsOn)
+	return spec, nil
+}
+
+// fileSpec reads a rendered file referenced by the compose file.
+func fileSpec(workingDir, file, target string, modes map[string]os.FileMode) (FileSpec, error) {
+	path := file
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(workingDir, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return FileSpec{}, fmt.Errorf("read %s: %w", file, err)
+	}
+	rel, _ := filepath.Rel(workingDir, path)
+	mode, ok := modes[filepath.ToSlash(rel)]
+	if !ok {
+		mode = 0o644
+	}
+	return FileSpec{Target: target, Mode: mode, Data: data}, nil
+}
+
+func dur(d *types.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return time.Duration(*d)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// DependencyOrder sorts services so each comes after what it depends on,
+// ties broken by name; a cycle is an error naming the services in it.
+func DependencyOrder(specs []ServiceSpec) ([]ServiceSpec, error) {
+	byName := map[string]ServiceSpec{}
+	var names []string
+	for _, s := range specs {
+		byName[s.Name] = s
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	var out []ServiceSpec
+	state := map[string]int{} // 0 new, 1 visiting, 2 done
+	var visit func(string) error
+	visit = func(name string) error {
+		switch state[name] {
+		case 1:
+			return fmt.Errorf("services depend on each other in a cycle through %q", name)
+		case 2:
+			return nil
+		}
+		state[name] = 1
+		for _, dep := range byName[name].DependsOn {
+			if _, ok := byName[dep]; ok {
+				if err := visit(dep); err != nil {
+					return err
+				}
+			}
+		}
+		state[name] = 2
+		out = append(out, byName[name])
+		return nil
+	}
+	for _, n := range names {
+		if err := visit(n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
