@@ -11,7 +11,7 @@ import (
 
 func testSecrets() templates.MapSecrets {
 	return templates.MapSecrets{
-		"django_secret_key": "k8Fj2Lq9Xz4Pw7Rt1Vb6Nm3Hc5Yd0Ga8Se2Ui4Oo6Pp8Aa0Bb2Cc4Dd6Ee8Ff0Gg2",
+		"django_secret_key":    "k8Fj2Lq9Xz4Pw7Rt1Vb6Nm3Hc5Yd0Ga8Se2Ui4Oo6Pp8Aa0Bb2Cc4Dd6Ee8Ff0Gg2",
 		"field_encryption_key": "dGVzdC1maWVsZC1rZXktMDEyMzQ1Njc4OWFiY2RlZg==", "postgres_password": "pgSuperPass7Qm2",
 		"replication_password": "replPass8Wn3Zx", "obcms_user_password": "appUserPass4Kd9",
 		"obcms_admin_password": "adminUserPass5Lf1", "obcms_stats_password": "statsUserPass6Mg2",

@@ -43,8 +43,11 @@ func (b *composeBuilder) web(svc *stackhcl.Service, sc *types.ServiceConfig) {
 	b.afterMigrate(sc)
 	sc.Deploy.UpdateConfig = &types.UpdateConfig{Order: "start-first", FailureAction: "rollback"}
 	sc.StopGracePeriod = duration("30s")
+	// Readiness, not liveness: a new web container joins the rotation
+	// (and an old one leaves) only once it can reach its database and
+	// cache, so a broken release never takes traffic.
 	sc.HealthCheck = healthcheck([]string{"CMD", "python3", "-c",
-		fmt.Sprintf("import urllib.request; urllib.request.urlopen('http://127.0.0.1:%d/health/', timeout=4)", svc.Port)},
+		fmt.Sprintf("import urllib.request; urllib.request.urlopen('http://127.0.0.1:%d/ready/', timeout=4)", svc.Port)},
 		"10s", "5s", 3, "30s")
 	b.volume(sc, "static", ContainerStaticDir, false)
 	if dj.MediaStorage == "local" {
