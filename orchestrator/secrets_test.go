@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"encoding/base64"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/obcd/obcd/templates"
 )
 
-var _ = flag.Bool("update", false, "rewrite golden files (none in this package)")
 
 func declared() []*stackhcl.Secret {
 	return []*stackhcl.Secret{

@@ -1,0 +1,472 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/probe"
+	"github.com/obcd/obcd/templates"
+)
+
+// Phases of a deploy. A failure is joined with its phase, so callers
+// decide with errors.Is what happened and what to undo.
+var (
+	ErrRender   = errors.New("render")
+	ErrImages   = errors.New("images")
+	ErrConverge = errors.New("converge")
+	ErrMigrate  = errors.New("migrate")
+	ErrVerify   = errors.New("verify")
+	ErrRefused  = errors.New("release failed before")
+)
+
+// Event is one line of progress. The engine emits; cmd renders.
+type Event struct {
+	Time      time.Time `json:"time"`
+	Phase     string    `json:"phase"`
+	Service   string    `json:"service,omitempty"`
+	Container string    `json:"container,omitempty"`
+	Message   string    `json:"message"`
+}
+
+// Deployer takes an environment from what runs to a release.
+type Deployer struct {
+	Engine  *Engine
+	Store   Store
+	Stack   *stackhcl.Stack
+	Secrets templates.SecretSource
+	Events  func(Event)
+	// Verify is how long post-deploy probes may take to pass.
+	Verify time.Duration
+	// Drain is how long a retired container keeps serving in-flight
+	// requests after it leaves the network alias.
+	Drain time.Duration
+	// HealthTimeout bounds waiting for one new container to be healthy.
+	HealthTimeout time.Duration
+	// ProbeOptions builds the verification probes; nil uses the stack's.
+	Probes func(*stackhcl.Stack) (probe.Plan, error)
+}
+
+func (d *Deployer) emit(phase, service, container, format string, args ...any) {
+	if d.Events != nil {
+		d.Events(Event{Time: time.Now(), Phase: phase, Service: service, Container: container, Message: fmt.Sprintf(format, args...)})
+	}
+}
+
+// DeployOptions are the choices of one deploy.
+type DeployOptions struct {
+	DryRun bool
+	Force  bool // deploy a release whose configuration failed before
+}
+
+// Outcome of a deploy, for the report.
+type DeployResult struct {
+	Release    Release
+	Plan       Plan
+	Failed     []probe.Result // failing probes, when verification failed
+	RolledBack bool
+	Report     string // what failed, its last results, container state and log tail
+}
+
+// Deploy renders the stack, plans, converges, and proves the result with
+// probes; the release becomes stable. If anything fails after changes
+// began, it rolls back to the stable release by itself.
+func (d *Deployer) Deploy(ctx context.Context, opts DeployOptions) (DeployResult, error) {
+	d.defaults()
+	artifacts, err := templates.Render(d.Stack, d.Secrets)
+	if err != nil {
+		return DeployResult{}, errors.Join(err, ErrRender)
+	}
+	rel := d.newRelease(artifacts)
+	plan, desired, err := d.planFor(ctx, artifacts)
+	if err != nil {
+		return DeployResult{}, err
+	}
+	result := DeployResult{Plan: plan, Release: rel}
+	if opts.DryRun || !plan.Changes() {
+		d.emit("plan", "", "", "nothing to change")
+		return result, nil
+	}
+	if err := d.refuseFailed(ctx, rel, opts.Force); err != nil {
+		return result, err
+	}
+	stable, hasStable, err := d.Store.Stable(ctx)
+	if err != nil {
+		return result, err
+	}
+	if err := d.prepare(ctx, &rel, desired, artifacts, stable, hasStable); err != nil {
+		return result, err
+	}
+	began, err := d.converge(ctx, rel.ID, plan, desired)
+	if err == nil {
+		var results []probe.Result
+		results, err = d.verify(ctx)
+		rel.Probes = results
+		result.Failed = probe.Failures(results)
+		if err == nil {
+			return d.succeed(ctx, result, rel)
+		}
+	}
+	rel.Outcome, rel.Message, rel.Finished = OutcomeFailed, err.Error(), time.Now().UTC()
+	result.Report = d.report(ctx, err, result.Failed, desired)
+	if !began || !hasStable {
+		_ = d.Store.Save(ctx, rel)
+		result.Release = rel
+		return result, err
+	}
+	return d.rollbackAfter(ctx, result, rel, stable, err)
+}
+
+func (d *Deployer) defaults() {
+	if d.Verify == 0 {
+		d.Verify = 60 * time.Second
+	}
+	if d.HealthTimeout == 0 {
+		d.HealthTimeout = 90 * time.Second
+	}
+	if d.Drain == 0 {
+		d.Drain = 2 * time.Second
+	}
+}
+
+// newRelease starts the record of a release: who, when, what config.
+func (d *Deployer) newRelease(artifacts []templates.Artifact) Release {
+	now := time.Now().UTC()
+	rel := Release{ID: NewReleaseID(now), Environment: d.Stack.Environment, Created: now, User: currentUser(),
+		Version: d.Stack.Version, Outcome: OutcomeInProgress, Images: map[string]string{}, ImageDigests: map[string]string{},
+		SecretVersions: map[string]string{}}
+	rel.Host, _ = os.Hostname()
+	manifest := artifacts[len(artifacts)-1].Data
+	sum := sha256.Sum256(manifest)
+	rel.ConfigHash = hex.EncodeToString(sum[:])
+	for _, s := range d.Stack.Secrets {
+		if v, err := d.Secrets.Value(s.Name); err == nil {
+			rel.SecretVersions[s.Name] = SecretVersion(s.Name, v)
+		}
+	}
+	return rel
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+// planFor observes the engine once and plans against the artifacts.
+func (d *Deployer) planFor(ctx context.Context, artifacts []templates.Artifact) (Plan, []ServiceSpec, error) {
+	desired, err := DesiredState(ctx, d.Stack, artifacts, d.Secrets)
+	if err != nil {
+		return Plan{}, nil, errors.Join(err, ErrRender)
+	}
+	project := templates.ProjectName(d.Stack)
+	observed, err := d.Engine.Observe(ctx, project)
+	if err != nil {
+		return Plan{}, nil, errors.Join(err, ErrConverge)
+	}
+	return MakePlan(project, desired, observed), desired, nil
+}
+
+// refuseFailed stops a deploy of a configuration that failed before.
+func (d *Deployer) refuseFailed(ctx context.Context, rel Release, force bool) error {
+	if force {
+		return nil
+	}
+	history, err := d.Store.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, old := range history {
+		if old.ConfigHash == rel.ConfigHash && (old.Outcome == OutcomeFailed || old.Outcome == OutcomeRolledBack) {
+			return errors.Join(fmt.Errorf("release %s with this exact configuration failed (%s); fix it, or deploy again with --force", old.ID, old.Message), ErrRefused)
+		}
+	}
+	return nil
+}
+
+// prepare tags what runs now as stable, checks images, creates networks
+// and volumes, and records the release before anything changes.
+func (d *Deployer) prepare(ctx context.Context, rel *Release, desired []ServiceSpec, artifacts []templates.Artifact, stable Release, hasStable bool) error {
+	for _, spec := range desired {
+		id, ok, err := d.Engine.ImagePresent(ctx, spec.Image)
+		if err != nil {
+			return errors.Join(err, ErrImages)
+		}
+		if !ok {
+			return errors.Join(fmt.Errorf("image %s of service %s is not on the engine; build or load it first", spec.Image, spec.Name), ErrImages)
+		}
+		rel.Images[spec.Name], rel.ImageDigests[spec.Name] = spec.Image, id
+	}
+	if hasStable {
+		d.tagStable(ctx, stable)
+	}
+	if _, err := d.Engine.EnsureNetwork(ctx, templates.ProjectName(d.Stack)); err != nil {
+		return errors.Join(err, ErrConverge)
+	}
+	for _, spec := range desired {
+		for _, m := range spec.Mounts {
+			if m.Volume != "" {
+				if _, err := d.Engine.EnsureVolume(ctx, spec.Project, m.Volume); err != nil {
+					return errors.Join(err, ErrConverge)
+				}
+			}
+		}
+	}
+	if err := d.Store.SaveArtifacts(ctx, rel.ID, artifacts); err != nil {
+		return err
+	}
+	return d.Store.Save(ctx, *rel)
+}
+
+// tagStable tags the stable release's app image as <repo>:stable and
+// <repo>:stable-<release>, the manual rollback point of the audit.
+func (d *Deployer) tagStable(ctx context.Context, stable Release) {
+	for service, ref := range stable.Images {
+		repo := ref
+		if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+			repo = ref[:i]
+		}
+		if repo != d.Stack.AppImage {
+			continue
+		}
+		for _, tag := range []string{repo + ":stable", repo + ":stable-" + stable.ID} {
+			if err := d.Engine.TagImage(ctx, ref, tag); err == nil {
+				d.emit("tag", service, "", "tagged %s as %s", ref, tag)
+			}
+		}
+		return
+	}
+}
+
+// converge executes the plan, step by step in order. It reports whether
+// any change began (the point of no return for rolling back).
+func (d *Deployer) converge(ctx context.Context, releaseID string, plan Plan, desired []ServiceSpec) (bool, error) {
+	specs := map[string]ServiceSpec{}
+	for _, s := range desired {
+		specs[s.Name] = s
+	}
+	began := false
+	for _, a := range plan.Actions {
+		if a.Kind == ActionKeep {
+			continue
+		}
+		began = true
+		d.emit("converge", a.Service, a.Container, "%s: %s", a.Kind, a.Reason)
+		if err := d.apply(ctx, releaseID, a, specs[a.Service]); err != nil {
+			return began, err
+		}
+	}
+	return began, nil
+}
+
+func (d *Deployer) apply(ctx context.Context, releaseID string, a Action, spec ServiceSpec) error {
+	switch a.Kind {
+	case ActionRun:
+		code, logs, err := d.Engine.RunOneOff(ctx, spec, releaseID)
+		if err != nil || code != 0 {
+			return errors.Join(fmt.Errorf("%s exited %d before any web change: %v\n%s", spec.Name, code, err, tail(logs, 20)), ErrMigrate)
+		}
+		return nil
+	case ActionCreate:
+		_, err := d.startHealthy(ctx, spec, a.Number, releaseID)
+		return err
+	case ActionRemove:
+		return d.retire(ctx, a.Container)
+	case ActionRecreate:
+		if a.StartFirst {
+			return d.startFirst(ctx, spec, a.Container, releaseID)
+		}
+		if err := d.retire(ctx, a.Container); err != nil {
+			return err
+		}
+		_, err := d.startHealthy(ctx, spec, a.Number, releaseID)
+		return err
+	}
+	return nil
+}
+
+// startFirst replaces a container with no gap: the new one must be
+// healthy before the old one leaves the alias; if it is not, it is
+// disposed of and the old one keeps serving.
+func (d *Deployer) startFirst(ctx context.Context, spec ServiceSpec, old, releaseID string) error {
+	observed, err := d.Engine.Observe(ctx, spec.Project)
+	if err != nil {
+		return errors.Join(err, ErrConverge)
+	}
+	number := 1
+	for _, c := range observed {
+		if c.Service == spec.Name && c.Number >= number {
+			number = c.Number + 1
+		}
+	}
+	if _, err := d.startHealthy(ctx, spec, number, releaseID); err != nil {
+		return err
+	}
+	return d.retire(ctx, old)
+}
+
+// startHealthy creates, starts and waits for one healthy container; a
+// container that does not become healthy is removed again.
+func (d *Deployer) startHealthy(ctx context.Context, spec ServiceSpec, number int, releaseID string) (Container, error) {
+	c, err := d.Engine.Create(ctx, spec, number, releaseID)
+	if err != nil {
+		return c, errors.Join(err, ErrConverge)
+	}
+	if err := d.Engine.Start(ctx, c.ID); err != nil {
+		_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID, 0)
+		return c, errors.Join(err, ErrConverge)
+	}
+	wait, cancel := context.WithTimeout(ctx, d.HealthTimeout)
+	defer cancel()
+	if err := d.Engine.WaitHealthy(wait, c.ID); err != nil {
+		d.emit("converge", spec.Name, c.Name, "not healthy, removing it: %v", firstLine(err.Error()))
+		_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID, 0)
+		return c, errors.Join(err, ErrConverge)
+	}
+	d.emit("converge", spec.Name, c.Name, "healthy")
+	return c, nil
+}
+
+func (d *Deployer) retire(ctx context.Context, name string) error {
+	observed, err := d.Engine.Observe(ctx, templates.ProjectName(d.Stack))
+	if err != nil {
+		return errors.Join(err, ErrConverge)
+	}
+	for _, c := range observed {
+		if c.Name == name {
+			d.emit("converge", c.Service, c.Name, "draining and removing")
+			if err := d.Engine.Retire(ctx, c.ID, d.Drain); err != nil {
+				return errors.Join(err, ErrConverge)
+			}
+		}
+	}
+	return nil
+}
+
+// verify runs the post-deploy probes over the verification window.
+func (d *Deployer) verify(ctx context.Context) ([]probe.Result, error) {
+	build := d.Probes
+	if build == nil {
+		build = func(s *stackhcl.Stack) (probe.Plan, error) {
+			return probe.Build(probe.BuildOptions{Stack: s, Secrets: d.Secrets, Docker: d.Engine.API})
+		}
+	}
+	plan, err := build(d.Stack)
+	if err != nil {
+		return nil, errors.Join(err, ErrVerify)
+	}
+	vctx, cancel := context.WithTimeout(ctx, d.Verify)
+	defer cancel()
+	d.emit("verify", "", "", "running %d probes (window %s)", len(plan.Specs), d.Verify)
+	results := probe.Run(vctx, plan.Specs)
+	if !probe.AllCriticalPassed(results) {
+		failed := probe.Failures(results)
+		return results, errors.Join(fmt.Errorf("probe %s failed: %s", failed[0].Name, failed[0].Message), ErrVerify)
+	}
+	return results, nil
+}
+
+func (d *Deployer) succeed(ctx context.Context, result DeployResult, rel Release) (DeployResult, error) {
+	rel.Outcome, rel.Stable, rel.Finished = OutcomeSucceeded, true, time.Now().UTC()
+	if err := d.Store.Save(ctx, rel); err != nil {
+		return result, err
+	}
+	result.Release = rel
+	d.emit("done", "", "", "release %s is live and stable", rel.ID)
+	return result, nil
+}
+
+// rollbackAfter returns to the stable release after a failed deploy and
+// records both outcomes.
+func (d *Deployer) rollbackAfter(ctx context.Context, result DeployResult, rel Release, stable Release, cause error) (DeployResult, error) {
+	rctx := context.WithoutCancel(ctx)
+	d.emit("rollback", "", "", "rolling back to stable release %s: %s", stable.ID, firstLine(cause.Error()))
+	rel.Outcome, rel.RolledBackTo = OutcomeRolledBack, stable.ID
+	_ = d.Store.Save(rctx, rel)
+	result.Release, result.RolledBack = rel, true
+	if _, err := d.restore(rctx, stable); err != nil {
+		return result, errors.Join(cause, fmt.Errorf("rollback to %s also failed: %w", stable.ID, err))
+	}
+	return result, cause
+}
+
+// Rollback returns the environment to a recorded release: its images,
+// rendered config and env, not today's. It verifies the result.
+func (d *Deployer) Rollback(ctx context.Context, to Release) (DeployResult, error) {
+	d.defaults()
+	results, err := d.restore(ctx, to)
+	result := DeployResult{Release: to, Failed: probe.Failures(results)}
+	if err != nil {
+		return result, err
+	}
+	to.Stable, to.Message = true, "restored by rollback"
+	if err := d.Store.Save(ctx, to); err != nil {
+		return result, err
+	}
+	return result, nil
+}
+
+// restore converges to a release's saved artifacts and runs the probes.
+func (d *Deployer) restore(ctx context.Context, to Release) ([]probe.Result, error) {
+	artifacts, err := d.Store.LoadArtifacts(ctx, to.ID)
+	if err != nil {
+		return nil, err
+	}
+	plan, desired, err := d.planFor(ctx, artifacts)
+	if err != nil {
+		return nil, err
+	}
+	d.emit("rollback", "", "", "%d steps to release %s", len(plan.Actions)-plan.Count(ActionKeep), to.ID)
+	if _, err := d.converge(ctx, to.ID, plan, desired); err != nil {
+		return nil, err
+	}
+	return d.verify(ctx)
+}
+
+// report explains a failure: the error, the failing probes' last
+// results, and each app container's state and last log lines.
+func (d *Deployer) report(ctx context.Context, cause error, failed []probe.Result, desired []ServiceSpec) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "deploy failed: %v\n", cause)
+	for _, r := range failed {
+		fmt.Fprintf(&b, "probe %s (%s): %s after %d attempt(s): %s\n", r.Name, r.Target, r.Status, r.Attempts, r.Message)
+	}
+	observed, err := d.Engine.Observe(context.WithoutCancel(ctx), templates.ProjectName(d.Stack))
+	if err != nil {
+		return b.String()
+	}
+	for _, c := range observed {
+		fmt.Fprintf(&b, "container %s: %s %s (release %s)\n", c.Name, c.State, c.Health, c.Release)
+		if c.Service == "web" || c.State != "running" {
+			if logs, err := d.Engine.Logs(context.WithoutCancel(ctx), c.ID, 10); err == nil && logs != "" {
+				fmt.Fprintf(&b, "%s\n", indent(logs))
+			}
+		}
+	}
+	return b.String()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}

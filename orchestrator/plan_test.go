@@ -1,0 +1,84 @@
+package orchestrator
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var updatePlans = flag.Bool("update", false, "rewrite golden files")
+
+func webSpec(image string, replicas int) ServiceSpec {
+	return ServiceSpec{Project: "demo-staging", Name: "web", Image: image, Replicas: replicas, StartFirst: true,
+		DependsOn: []string{"db", "migrate"}}
+}
+
+var (
+	dbSpec      = ServiceSpec{Project: "demo-staging", Name: "db", Image: "postgres:15", Replicas: 1}
+	migrateSpec = ServiceSpec{Project: "demo-staging", Name: "migrate", Image: "demo/app:1", Replicas: 1, OneOff: true, DependsOn: []string{"db"}}
+)
+
+func running(spec ServiceSpec, number int) Container {
+	return Container{ID: spec.Name + "-id", Name: ContainerName(spec.Project, spec.Name, number), Service: spec.Name,
+		Number: number, Hash: spec.Hash(), Image: spec.Image, State: "running"}
+}
+
+// TestMakePlan_Golden pins plans as printed text: the --dry-run output is
+// the oracle. -update rewrites testdata/plans.
+func TestMakePlan_Golden(t *testing.T) {
+	v1, v2 := webSpec("demo/app:1", 2), webSpec("demo/app:2", 2)
+	migrate2 := migrateSpec
+	migrate2.Image = "demo/app:2"
+	crashed := running(dbSpec, 1)
+	crashed.State = "exited"
+	cases := []struct {
+		name     string
+		desired  []ServiceSpec
+		observed []Container
+		changes  bool
+	}{
+		{"first-deploy", []ServiceSpec{dbSpec, migrateSpec, v1}, nil, true},
+		{"no-op", []ServiceSpec{dbSpec, migrateSpec, v1}, []Container{running(dbSpec, 1), running(v1, 1), running(v1, 2)}, false},
+		{"upgrade", []ServiceSpec{dbSpec, migrate2, v2}, []Container{running(dbSpec, 1), running(v1, 1), running(v1, 2)}, true},
+		{"scale-down-and-gone", []ServiceSpec{dbSpec, migrateSpec, webSpec("demo/app:1", 1)},
+			[]Container{running(dbSpec, 1), running(v1, 1), running(v1, 2), {Name: "demo-staging-old-1", Service: "old", Number: 1, State: "running"}}, true},
+		{"exited-db", []ServiceSpec{dbSpec}, []Container{crashed}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ordered, err := DependencyOrder(tc.desired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan := MakePlan("demo-staging", ordered, tc.observed)
+			if plan.Changes() != tc.changes {
+				t.Errorf("Changes() = %v, want %v", plan.Changes(), tc.changes)
+			}
+			path := filepath.Join("..", "testdata", "plans", tc.name+".txt")
+			if *updatePlans {
+				if err := os.WriteFile(path, []byte(plan.String()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (go test ./... -update)", err)
+			}
+			if string(want) != plan.String() {
+				t.Errorf("plan differs from %s:\n%s", path, plan)
+			}
+		})
+	}
+}
+
+func TestMakePlan_NeverPrintsSecretValues(t *testing.T) {
+	spec := webSpec("demo/app:1", 1)
+	spec.Env = map[string]string{"DB_PASSWORD": "hunter2-secret-value"}
+	plan := MakePlan("demo-staging", []ServiceSpec{spec}, nil)
+	if s := plan.String(); len(s) == 0 || strings.Contains(s, "hunter2") {
+		t.Errorf("plan leaks a value:\n%s", s)
+	}
+}
