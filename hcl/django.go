@@ -15,6 +15,7 @@ type djangoBlock struct {
 	SettingsModule     string            `hcl:"settings_module,optional"`
 	WSGI               string            `hcl:"wsgi,optional"`
 	CeleryApp          string            `hcl:"celery_app,optional"`
+	MigrateCommand     []string          `hcl:"migrate_command,optional"`
 	Database           hcl.Expression    `hcl:"database,optional"`
 	DBUser             string            `hcl:"db_user,optional"`
 	MigrateUser        string            `hcl:"migrate_user,optional"`
@@ -117,6 +118,7 @@ func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
 	}
 
 	dj.SettingsModule, dj.WSGI, dj.CeleryApp = db.SettingsModule, db.WSGI, db.CeleryApp
+	dj.MigrateCommand = db.MigrateCommand
 	dj.Database = d.resolveService(db.Database, "database", KindPgBouncer, KindPostgres)
 	dj.DBUser, dj.MigrateUser = db.DBUser, db.MigrateUser
 	dj.Cache = d.resolveService(db.Cache, "cache", KindRedis)

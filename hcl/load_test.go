@@ -235,3 +235,22 @@ func golden(t *testing.T, path, got string) {
 		t.Errorf("%s differs (run go test ./... -update to accept):\n--- want\n%s\n--- got\n%s", path, want, got)
 	}
 }
+
+func TestLoad_UntypedVariableFromFlagIsAString(t *testing.T) {
+	src := []byte(`
+stack "demo" {
+  app_image = "demo/app"
+  version   = var.version
+}
+variable "version" {
+  default = "v1"
+}
+environment "staging" {
+  domain = "s.example"
+}
+`)
+	stack, diags := NewLoader(Options{Environment: "staging", Vars: map[string]string{"version": "v2"}}).LoadSource("x.hcl", src)
+	if diags.HasErrors() || stack.Version != "v2" {
+		t.Fatalf("untyped --var version=v2: %v", diags)
+	}
+}

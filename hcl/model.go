@@ -297,6 +297,9 @@ type Django struct {
 	SettingsModule string
 	WSGI           string // gunicorn app, e.g. "obc_management.wsgi:application"
 	CeleryApp      string // celery -A value; "" when Celery is not used
+	// MigrateCommand runs migrations and collectstatic as a one-off before
+	// any web change; nil means manage.py migrate && collectstatic.
+	MigrateCommand []string
 
 	Database    string // service the app connects to (pgbouncer or postgres)
 	DBUser      string // role the app logs in as

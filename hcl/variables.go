@@ -115,10 +115,10 @@ func (d *decoder) rawVariable(name string) (rawValue, bool) {
 }
 
 // parseVariable reads a value given on the command line or in the
-// environment: taken literally for string variables, and as an HCL
-// expression (["a", "b"], 3, true) for any other type.
+// environment: taken literally for string and untyped variables, and as
+// an HCL expression (["a", "b"], 3, true) for any other type.
 func parseVariable(raw, source string, ty cty.Type) (cty.Value, hcl.Diagnostics) {
-	if ty == cty.String {
+	if ty == cty.String || ty == cty.DynamicPseudoType {
 		return cty.StringVal(raw), nil
 	}
 	expr, diags := hclsyntax.ParseExpression([]byte(raw), source, hcl.InitialPos)

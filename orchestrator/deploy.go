@@ -379,6 +379,9 @@ func (d *Deployer) succeed(ctx context.Context, result DeployResult, rel Release
 	if err := d.Store.Save(ctx, rel); err != nil {
 		return result, err
 	}
+	if err := d.markStable(ctx, rel.ID); err != nil {
+		return result, err
+	}
 	result.Release = rel
 	d.emit("done", "", "", "release %s is live and stable", rel.ID)
 	return result, nil
@@ -411,7 +414,25 @@ func (d *Deployer) Rollback(ctx context.Context, to Release) (DeployResult, erro
 	if err := d.Store.Save(ctx, to); err != nil {
 		return result, err
 	}
-	return result, nil
+	return result, d.markStable(ctx, to.ID)
+}
+
+// markStable makes id the only stable release: the one that runs now,
+// and the one the next failed deploy returns to.
+func (d *Deployer) markStable(ctx context.Context, id string) error {
+	releases, err := d.Store.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range releases {
+		if r.Stable && r.ID != id {
+			r.Stable = false
+			if err := d.Store.Save(ctx, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // restore converges to a release's saved artifacts and runs the probes.

@@ -12,7 +12,6 @@ import (
 	"github.com/obcd/obcd/templates"
 )
 
-
 func declared() []*stackhcl.Secret {
 	return []*stackhcl.Secret{
 		{Name: "django_secret_key", Length: 64, Format: "alnum", Description: "Django SECRET_KEY."},

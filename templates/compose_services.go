@@ -67,6 +67,9 @@ func (b *composeBuilder) addMigrate(web *stackhcl.Service) {
 	sc.Deploy = &types.DeployConfig{Replicas: &one}
 	sc.Restart = types.RestartPolicyNo
 	sc.Command = types.ShellCommand{"sh", "-c", "python3 manage.py migrate --noinput && python3 manage.py collectstatic --noinput"}
+	if len(dj.MigrateCommand) > 0 {
+		sc.Command = dj.MigrateCommand
+	}
 	b.app(&sc, dj.MigrateUser)
 	// Migrations take advisory locks and must not go through a
 	// transaction-mode pool: connect to the primary directly.

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator"
+	"github.com/obcd/obcd/orchestrator/checks"
+)
+
+type deployOptions struct {
+	*globalOptions
+	yes         bool
+	dryRun      bool
+	force       bool
+	json        bool
+	lockWait    time.Duration
+	verify      time.Duration
+	skipChecks  bool
+	pushgateway string
+}
+
+// deployer wires the engine, the state store and the secrets of env.
+func (o *globalOptions) deployer(env string, stack *stackhcl.Stack, events func(orchestrator.Event)) (*orchestrator.Deployer, error) {
+	store, err := o.secrets(env)
+	if err != nil {
+		return nil, err
+	}
+	docker, err := checks.DialDocker(stack.DockerHost)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine %s: %w", stack.DockerHost, err)
+	}
+	return &orchestrator.Deployer{
+		Engine:  &orchestrator.Engine{API: docker},
+		Store:   orchestrator.OpenLocalStore(o.envStateDir(env)),
+		Stack:   stack,
+		Secrets: store,
+		Events:  events,
+	}, nil
+}
+
+func (o *globalOptions) envStateDir(env string) string {
+	return filepath.Join(o.resolvedStateDir(), env)
+}
+
+// eventPrinter renders engine events: progress lines on stderr, or JSON
+// lines on stdout with --json.
+func (o *globalOptions) eventPrinter(asJSON bool) func(orchestrator.Event) {
+	if asJSON {
+		enc := json.NewEncoder(o.stdout)
+		return func(e orchestrator.Event) { _ = enc.Encode(e) }
+	}
+	return func(e orchestrator.Event) {
+		target := e.Container
+		if target == "" {
+			target = e.Service
+		}
+		if target != "" {
+			target += ": "
+		}
+		fmt.Fprintf(o.stderr, "[%s] %-8s %s%s\n", e.Time.Format("15:04:05"), e.Phase, target, e.Message)
+	}
+}
+
+func newPlanCommand(global *globalOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "plan ENV",
+		Short: "Show what a deploy would change, and why",
+		Long: `Plan renders the stack, observes what runs on the environment's Docker engine
+(one snapshot, by compose labels) and prints the ordered actions a deploy
+would take: create, recreate, remove, run (one-off jobs such as migrate)
+or keep, each with its cause. Secret values are never shown.
+
+Exit codes: 0 nothing would change; 2 something would change; 1 error.`,
+		Args: exactEnv,
+		RunE: func(_ *cobra.Command, args []string) error {
+			stack, err := global.loadStack(args[0])
+			if err != nil {
+				return err
+			}
+			d, err := global.deployer(args[0], stack, nil)
+			if err != nil {
+				return err
+			}
+			result, err := d.Deploy(context.Background(), orchestrator.DeployOptions{DryRun: true})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := json.NewEncoder(global.stdout).Encode(result.Plan); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprint(global.stdout, result.Plan.String())
+			}
+			if result.Plan.Changes() {
+				return reportedError{errors.New("changes"), ExitFound}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	return cmd
+}
+
+func newDeployCommand(global *globalOptions) *cobra.Command {
+	opts := &deployOptions{globalOptions: global}
+	cmd := &cobra.Command{
+		Use:   "deploy ENV",
+		Short: "Deploy the stack to an environment, prove it, roll back by itself on failure",
+		Long: `Deploy takes the environment lock, validates (errors stop it), renders,
+plans against what runs, tags the running app image as <repo>:stable and
+<repo>:stable-<release>, checks the images, creates networks and volumes,
+delivers config files into the containers through the API, runs migrate
+as a one-off before any web change, rolls web start-first (a new replica is
+healthy before an old one leaves the network alias, then drains), updates
+the other services, and runs the probes over a verification window.
+
+On success the release is recorded as stable. A failure after changes
+began rolls back by itself to the stable release (its images, rendered
+config and env), runs the probes again, and exits non-zero with a report:
+the failing probe, its last results, container state and log tail.
+
+Volumes are never removed. A configuration that failed before is refused
+unless --force.
+
+Exit codes: 0 deployed (or nothing to change); 1 failed (rolled back when
+changes had begun); 64 usage error.`,
+		Example: `  obcd deploy staging
+  obcd deploy staging --dry-run
+  obcd deploy production --var app_version=1.4.2 --lock-wait 5m`,
+		Args: exactEnv,
+		RunE: func(_ *cobra.Command, args []string) error { return runDeploy(opts, args[0]) },
+	}
+	cmd.Flags().BoolVarP(&opts.yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&opts.dryRun, "dry-run", false, "print the plan and change nothing")
+	cmd.Flags().BoolVar(&opts.force, "force", false, "deploy a configuration that failed before")
+	cmd.Flags().BoolVar(&opts.json, "json", false, "print events as JSON lines on stdout")
+	cmd.Flags().DurationVar(&opts.lockWait, "lock-wait", 0, "wait this long for another deploy's lock instead of failing at once")
+	cmd.Flags().DurationVar(&opts.verify, "verify-window", 60*time.Second, "how long post-deploy probes may take to pass")
+	cmd.Flags().BoolVar(&opts.skipChecks, "skip-checks", false, "skip the validate gate (not recommended)")
+	return cmd
+}
+
+func runDeploy(opts *deployOptions, env string) error {
+	stack, err := opts.loadStack(env)
+	if err != nil {
+		return err
+	}
+	if !opts.skipChecks && !opts.dryRun {
+		if err := opts.gate(env); err != nil {
+			return err
+		}
+	}
+	d, err := opts.deployer(env, stack, opts.eventPrinter(opts.json))
+	if err != nil {
+		return err
+	}
+	d.Verify = opts.verify
+	ctx := context.Background()
+	if !opts.dryRun {
+		held, err := orchestrator.NewFileLocker(opts.envStateDir(env)).Acquire(ctx, "deploy", opts.lockWait)
+		if err != nil {
+			return err
+		}
+		defer held.Release()
+	}
+	result, err := d.Deploy(ctx, orchestrator.DeployOptions{DryRun: opts.dryRun, Force: opts.force})
+	if opts.dryRun || (err == nil && !result.Plan.Changes()) {
+		fmt.Fprint(opts.stdout, result.Plan.String())
+		return err
+	}
+	if err != nil {
+		fmt.Fprint(opts.stderr, result.Report)
+		if result.RolledBack {
+			fmt.Fprintf(opts.stderr, "Rolled back to release %s.\n", result.Release.RolledBackTo)
+		}
+		return reportedError{err, ExitFailure}
+	}
+	fmt.Fprintf(opts.stdout, "Deployed release %s (%s).\n", result.Release.ID, result.Release.Version)
+	return nil
+}
+
+// gate runs the static checks; errors stop the deploy.
+func (o *globalOptions) gate(env string) error {
+	ev, err := o.evaluate(env, false, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	if checks.ExitCode(ev.findings, false) != 0 {
+		for _, f := range ev.findings {
+			if f.Rule.Severity == checks.SeverityError {
+				fmt.Fprintf(o.stderr, "  ✗ %s %s: %s\n", f.Rule.Code, f.Location(), f.Text())
+			}
+		}
+		return reportedError{errors.New("validation failed"), ExitFailure}
+	}
+	return nil
+}
+
+func newRollbackCommand(global *globalOptions) *cobra.Command {
+	var to string
+	var lockWait time.Duration
+	cmd := &cobra.Command{
+		Use:   "rollback ENV [--to RELEASE]",
+		Short: "Return an environment to a recorded release",
+		Long: `Rollback converges the environment to a recorded release (the last stable one
+by default): its images, rendered config and env. It takes the lock, rolls
+web start-first and runs the probes.
+
+Exit codes: 0 rolled back and verified; 1 failed; 64 usage error.`,
+		Args: exactEnv,
+		RunE: func(_ *cobra.Command, args []string) error {
+			env := args[0]
+			stack, err := global.loadStack(env)
+			if err != nil {
+				return err
+			}
+			d, err := global.deployer(env, stack, global.eventPrinter(false))
+			if err != nil {
+				return err
+			}
+			ctx := context.Background()
+			held, err := orchestrator.NewFileLocker(global.envStateDir(env)).Acquire(ctx, "rollback", lockWait)
+			if err != nil {
+				return err
+			}
+			defer held.Release()
+			target, err := rollbackTarget(ctx, d.Store, to)
+			if err != nil {
+				return err
+			}
+			if _, err := d.Rollback(ctx, target); err != nil {
+				return reportedError{fmt.Errorf("rollback to %s: %w", target.ID, err), ExitFailure}
+			}
+			fmt.Fprintf(global.stdout, "Rolled back to release %s (%s).\n", target.ID, target.Version)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "release id to return to (default: the last stable release)")
+	cmd.Flags().DurationVar(&lockWait, "lock-wait", 0, "wait this long for the lock")
+	return cmd
+}
+
+func rollbackTarget(ctx context.Context, store orchestrator.Store, id string) (orchestrator.Release, error) {
+	if id != "" {
+		return store.Get(ctx, id)
+	}
+	stable, ok, err := store.Stable(ctx)
+	if err != nil {
+		return stable, err
+	}
+	if !ok {
+		return stable, errors.New("no stable release to roll back to; see obcd history")
+	}
+	return stable, nil
+}
+
+func newHistoryCommand(global *globalOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "history ENV",
+		Short: "List the releases of an environment",
+		Long:  "History lists every release, oldest first: id, time, who, version, outcome and whether it is stable.\n\nExit codes: 0; 1 error.",
+		Args:  exactEnv,
+		RunE: func(_ *cobra.Command, args []string) error {
+			releases, err := orchestrator.OpenLocalStore(global.envStateDir(args[0])).List(context.Background())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(global.stdout).Encode(releases)
+			}
+			tw := tabwriter.NewWriter(global.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "RELEASE\tCREATED\tUSER\tVERSION\tOUTCOME\tSTABLE\tNOTE")
+			for _, r := range releases {
+				stable := ""
+				if r.Stable {
+					stable = "yes"
+				}
+				note := r.Message
+				if r.RolledBackTo != "" {
+					note = "rolled back to " + r.RolledBackTo + ": " + note
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Created.Format(time.RFC3339), r.User, r.Version, r.Outcome, stable, oneLine(note))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print releases as JSON")
+	return cmd
+}
+
+func newUnlockCommand(global *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unlock ENV",
+		Short: "Break a stale deploy lock",
+		Long:  "Unlock removes the environment's lock, printing who held it. Use it only when the holder is gone.\n\nExit codes: 0 removed; 1 no lock or error.",
+		Args:  exactEnv,
+		RunE: func(_ *cobra.Command, args []string) error {
+			info, err := orchestrator.Unlock(global.envStateDir(args[0]))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(global.stdout, "Removed the lock held by %s on %s (pid %d) since %s.\n", info.Holder, info.Host, info.PID, info.Started.Format(time.RFC3339))
+			return nil
+		},
+	}
+}

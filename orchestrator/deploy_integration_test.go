@@ -1,0 +1,296 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/checks"
+	"github.com/obcd/obcd/orchestrator/testsvc"
+	"github.com/obcd/obcd/templates"
+)
+
+// deployStack is a stack of the test app: two web replicas rolled
+// start-first behind a proxy that re-resolves the web alias per request.
+// Readiness (/ready/) is the web healthcheck, as the rendered stacks do.
+const deployStack = `
+stack "%[1]s" {
+  app_image = "%[2]s"
+  version   = var.version
+}
+
+variable "version" {
+  default = "v1"
+}
+
+django {
+  migrate_command = ["/app", "-exit", "0"]
+}
+
+service "web" "web" {
+  replicas = 2
+  address  = "127.0.0.1:%[3]d"
+  command  = ["serve"]
+  env = {
+    HEALTH_URL = "http://127.0.0.1:8000/ready/"
+  }
+  healthcheck {
+    test         = ["CMD", "/app", "-health"]
+    interval     = "1s"
+    timeout      = "1s"
+    retries      = 2
+    start_period = "1s"
+  }
+}
+
+service "nginx" "proxy" {
+  image   = "%[2]s:v1"
+  command = ["-proxy", "http://web:8000"]
+  ports   = ["127.0.0.1:%[3]d:8080"]
+  env = {
+    HEALTH_URL = "http://127.0.0.1:8080/health/"
+  }
+  healthcheck {
+    test     = ["CMD", "/app", "-health"]
+    interval = "1s"
+  }
+}
+
+probe "site-https" {
+  enabled = false
+}
+
+probe "site-bad-host" {
+  enabled = false
+}
+
+environment "staging" {
+  domain     = "staging.deploy.test"
+  public_url = "http://127.0.0.1:%[3]d"
+}
+`
+
+type deployEnv struct {
+	t       *testing.T
+	engine  *Engine
+	store   *LocalStore
+	file    string
+	repo    string
+	project string
+	port    int
+}
+
+func newDeployEnv(t *testing.T) *deployEnv {
+	t.Helper()
+	api, err := checks.DialDocker("unix:///var/run/docker.sock")
+	if err != nil {
+		t.Skipf("no Docker engine: %v", err)
+	}
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	name := "dt" + hex.EncodeToString(suffix)
+	e := &deployEnv{t: t, engine: &Engine{API: api}, repo: "obcd-test-" + name + "/app", port: testsvc.FreePort(t)}
+	e.project = name + "-staging"
+	dir := t.TempDir()
+	e.file = filepath.Join(dir, "obcd.hcl")
+	if err := os.WriteFile(e.file, []byte(fmt.Sprintf(deployStack, name, e.repo, e.port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.store = OpenLocalStore(filepath.Join(dir, ".obcd", "staging"))
+	testsvc.BuildAppImage(t, api, e.repo+":v1", testsvc.AppImageOptions{Version: "v1"})
+	testsvc.BuildAppImage(t, api, e.repo+":v2", testsvc.AppImageOptions{Version: "v2"})
+	testsvc.BuildAppImage(t, api, e.repo+":v3", testsvc.AppImageOptions{Version: "v3", ReadyFails: true})
+	testsvc.BuildAppImage(t, api, e.repo+":v4", testsvc.AppImageOptions{Version: "v4", CrashAtStart: true})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := e.engine.RemoveProject(ctx, e.project, true); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+		for _, tag := range []string{":stable"} {
+			_, _ = api.ImageRemove(ctx, e.repo+tag, imageRemoveOptions())
+		}
+	})
+	return e
+}
+
+func (e *deployEnv) deployer(version string) *Deployer {
+	e.t.Helper()
+	loader := stackhcl.NewLoader(stackhcl.Options{Environment: "staging", Vars: map[string]string{"version": version},
+		LookupEnv: func(string) (string, bool) { return "", false }})
+	stack, diags := loader.Load(e.file)
+	if diags.HasErrors() {
+		e.t.Fatal(diags)
+	}
+	return &Deployer{Engine: e.engine, Store: e.store, Stack: stack, Secrets: templates.MapSecrets{},
+		Verify: 15 * time.Second, HealthTimeout: 10 * time.Second, Drain: 500 * time.Millisecond,
+		Events: func(ev Event) { e.t.Logf("[%s] %s %s", ev.Phase, ev.Container, ev.Message) }}
+}
+
+// served asks the proxy which version answers.
+func (e *deployEnv) served() string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/version", e.port))
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(body))
+}
+
+// load sends steady requests through the proxy until stopped and counts
+// the ones that failed.
+func (e *deployEnv) load() (stop func() (ok, failed int64)) {
+	var okCount, failCount atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		client := &http.Client{Timeout: 3 * time.Second}
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/health/", e.port))
+			if err == nil && resp.StatusCode == 200 {
+				okCount.Add(1)
+			} else {
+				failCount.Add(1)
+			}
+			if resp != nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return func() (int64, int64) {
+		close(done)
+		wg.Wait()
+		return okCount.Load(), failCount.Load()
+	}
+}
+
+func (e *deployEnv) webIDs() []string {
+	e.t.Helper()
+	containers, err := e.engine.Observe(context.Background(), e.project)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range containers {
+		if c.Service == "web" && c.State == "running" {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids
+}
+
+// TestDeploy_UpgradeRollbackAndHistoryOnTheRealEngine walks the deploy
+// engine through its life on this machine's Docker engine.
+func TestDeploy_UpgradeRollbackAndHistoryOnTheRealEngine(t *testing.T) {
+	e := newDeployEnv(t)
+	ctx := context.Background()
+
+	first, err := e.deployer("v1").Deploy(ctx, DeployOptions{})
+	if err != nil {
+		t.Fatalf("first deploy: %v\n%s", err, first.Report)
+	}
+	if first.Plan.Count(ActionCreate) != 3 || !first.Release.Stable || e.served() != "v1" {
+		t.Fatalf("first deploy: plan\n%s stable=%v served %q", first.Plan, first.Release.Stable, e.served())
+	}
+
+	began := time.Now()
+	noop, err := e.deployer("v1").Deploy(ctx, DeployOptions{})
+	if err != nil || noop.Plan.Changes() {
+		t.Fatalf("no-op deploy changed something: %v\n%s", err, noop.Plan)
+	}
+	t.Logf("no-op deploy took %s", time.Since(began))
+
+	stop := e.load()
+	upgrade, err := e.deployer("v2").Deploy(ctx, DeployOptions{})
+	ok, failed := stop()
+	if err != nil {
+		t.Fatalf("upgrade: %v\n%s", err, upgrade.Report)
+	}
+	if failed != 0 || ok == 0 {
+		t.Errorf("upgrade dropped %d of %d requests through the proxy", failed, ok+failed)
+	}
+	if e.served() != "v2" || !upgrade.Release.Stable {
+		t.Errorf("after upgrade: served %q, stable %v", e.served(), upgrade.Release.Stable)
+	}
+	if _, present, _ := e.engine.ImagePresent(ctx, e.repo+":stable"); !present {
+		t.Error("the running v1 image was not tagged stable before the upgrade")
+	}
+
+	for _, broken := range []string{"v3", "v4"} {
+		v2Containers := e.webIDs()
+		stop := e.load()
+		began := time.Now()
+		result, err := e.deployer(broken).Deploy(ctx, DeployOptions{})
+		elapsed := time.Since(began)
+		ok, failed := stop()
+		if err == nil || !errors.Is(err, ErrConverge) {
+			t.Fatalf("%s deployed: %v", broken, err)
+		}
+		if !result.RolledBack || result.Release.Outcome != OutcomeRolledBack || result.Report == "" {
+			t.Errorf("%s: rolled back %v, outcome %s, report %q", broken, result.RolledBack, result.Release.Outcome, result.Report)
+		}
+		if got := e.webIDs(); strings.Join(got, ",") != strings.Join(v2Containers, ",") {
+			t.Errorf("%s: v2 web containers changed: %v -> %v", broken, v2Containers, got)
+		}
+		if e.served() != "v2" || failed != 0 {
+			t.Errorf("%s: served %q afterwards, %d of %d requests failed", broken, e.served(), failed, ok+failed)
+		}
+		if limit := 10*time.Second + 15*time.Second + 5*time.Second; elapsed > limit {
+			t.Errorf("%s: rollback took %s, more than the health deadline and verify window plus 5s", broken, elapsed)
+		}
+		t.Logf("%s rolled back in %s: %s", broken, elapsed, firstLine(result.Report))
+	}
+
+	if _, err := e.deployer("v3").Deploy(ctx, DeployOptions{}); !errors.Is(err, ErrRefused) {
+		t.Errorf("a configuration that failed before was not refused: %v", err)
+	}
+
+	if _, err := e.deployer("v2").Rollback(ctx, first.Release); err != nil {
+		t.Fatalf("rollback --to v1: %v", err)
+	}
+	if e.served() != "v1" {
+		t.Errorf("after rollback to the first release, served %q", e.served())
+	}
+
+	history, err := e.store.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, r := range history {
+		outcomes = append(outcomes, r.Version+":"+string(r.Outcome))
+	}
+	if got := strings.Join(outcomes, " "); got != "v1:succeeded v2:succeeded v3:rolled-back v4:rolled-back" {
+		t.Errorf("history = %s", got)
+	}
+	stable, _, _ := e.store.Stable(ctx)
+	if stable.ID != first.Release.ID {
+		t.Errorf("stable after rollback --to = %s, want %s", stable.ID, first.Release.ID)
+	}
+}
+
+func imageRemoveOptions() client.ImageRemoveOptions { return client.ImageRemoveOptions{Force: true} }
