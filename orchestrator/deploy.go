@@ -331,7 +331,13 @@ func (d *Deployer) startHealthy(ctx context.Context, spec ServiceSpec, number in
 		_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID, 0)
 		return c, errors.Join(err, ErrConverge)
 	}
-	d.emit("converge", spec.Name, c.Name, "healthy")
+	if spec.StartFirst {
+		if err := d.Engine.Publish(ctx, c.ID, spec); err != nil {
+			_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID, 0)
+			return c, errors.Join(err, ErrConverge)
+		}
+	}
+	d.emit("converge", spec.Name, c.Name, "healthy, in rotation")
 	return c, nil
 }
 

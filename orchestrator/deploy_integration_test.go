@@ -121,7 +121,12 @@ func newDeployEnv(t *testing.T) *deployEnv {
 		if err := e.engine.RemoveProject(ctx, e.project, true); err != nil {
 			t.Logf("cleanup: %v", err)
 		}
-		for _, tag := range []string{":stable"} {
+		tags := []string{":stable"}
+		releases, _ := e.store.List(ctx)
+		for _, r := range releases {
+			tags = append(tags, ":stable-"+r.ID)
+		}
+		for _, tag := range tags {
 			_, _ = api.ImageRemove(ctx, e.repo+tag, imageRemoveOptions())
 		}
 	})

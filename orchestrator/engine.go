@@ -292,7 +292,9 @@ func engineCreateOptions(spec ServiceSpec, name string, number int, release stri
 	}
 	networkName := ProjectNetworkName(spec.Project)
 	endpoint := &network.EndpointSettings{}
-	if !spec.OneOff { // a one-off must not answer for the service's name
+	// A one-off must never answer for the service's name, and a
+	// start-first replica only once it is healthy (see Publish).
+	if !spec.OneOff && !spec.StartFirst {
 		endpoint.Aliases = []string{spec.Name}
 	}
 	return client.ContainerCreateOptions{
@@ -615,6 +617,23 @@ func (e *Engine) withLogs(ctx context.Context, containerID string, failure *Cont
 // project's network, so that DNS stops returning it, waits drain for
 // in-flight requests, stops it within its stop timeout and removes it.
 // Volumes are never removed. A container that is already gone is retired.
+// Publish puts a healthy start-first replica into the rotation: it
+// rejoins the project network with the service's alias, so DNS starts
+// returning it only now. (Docker cannot add an alias to a live endpoint.)
+func (e *Engine) Publish(ctx context.Context, containerID string, spec ServiceSpec) error {
+	networkName := ProjectNetworkName(spec.Project)
+	if _, err := e.API.NetworkDisconnect(ctx, networkName, client.NetworkDisconnectOptions{Container: containerID}); err != nil {
+		return fmt.Errorf("publish container %s: disconnect: %w", containerID, err)
+	}
+	_, err := e.API.NetworkConnect(ctx, networkName, client.NetworkConnectOptions{
+		Container: containerID, EndpointConfig: &network.EndpointSettings{Aliases: []string{spec.Name}},
+	})
+	if err != nil {
+		return fmt.Errorf("publish container %s: connect with alias %s: %w", containerID, spec.Name, err)
+	}
+	return nil
+}
+
 func (e *Engine) Retire(ctx context.Context, containerID string, drain time.Duration) error {
 	inspected, err := e.API.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {

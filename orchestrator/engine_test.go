@@ -42,6 +42,7 @@ type engineFake struct {
 	netInspect func(networkID string) (client.NetworkInspectResult, error)
 	netCreate  func(name string, options client.NetworkCreateOptions) (client.NetworkCreateResult, error)
 	disconnect func(networkID string, options client.NetworkDisconnectOptions) (client.NetworkDisconnectResult, error)
+	connect    func(networkID string, options client.NetworkConnectOptions) (client.NetworkConnectResult, error)
 	netRemove  func(networkID string) (client.NetworkRemoveResult, error)
 	volCreate  func(client.VolumeCreateOptions) (client.VolumeCreateResult, error)
 	volList    func(client.VolumeListOptions) (client.VolumeListResult, error)
@@ -155,6 +156,13 @@ func (f *engineFake) NetworkDisconnect(_ context.Context, networkID string, opti
 		return client.NetworkDisconnectResult{}, err
 	}
 	return f.disconnect(networkID, options)
+}
+
+func (f *engineFake) NetworkConnect(_ context.Context, networkID string, options client.NetworkConnectOptions) (client.NetworkConnectResult, error) {
+	if err := f.called("NetworkConnect", f.connect); err != nil {
+		return client.NetworkConnectResult{}, err
+	}
+	return f.connect(networkID, options)
 }
 
 func (f *engineFake) NetworkRemove(_ context.Context, networkID string, _ client.NetworkRemoveOptions) (client.NetworkRemoveResult, error) {
@@ -944,5 +952,28 @@ func TestEngine_BuildImageSurfacesTheBuildsError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "build image shop/web:v2: COPY failed: file not found in build context") ||
 		!strings.Contains(err.Error(), "Step 2/2 : COPY app /app") {
 		t.Fatalf("error %v, want the build's message and the output before it", err)
+	}
+}
+
+func TestEngine_PublishRejoinsWithTheAlias(t *testing.T) {
+	var calls []string
+	var alias []string
+	fake := &engineFake{
+		disconnect: func(networkID string, options client.NetworkDisconnectOptions) (client.NetworkDisconnectResult, error) {
+			calls = append(calls, "disconnect "+networkID+" "+options.Container)
+			return client.NetworkDisconnectResult{}, nil
+		},
+		connect: func(networkID string, options client.NetworkConnectOptions) (client.NetworkConnectResult, error) {
+			calls = append(calls, "connect "+networkID+" "+options.Container)
+			alias = options.EndpointConfig.Aliases
+			return client.NetworkConnectResult{}, nil
+		},
+	}
+	e := &Engine{API: fake}
+	if err := e.Publish(context.Background(), "c1", ServiceSpec{Project: "demo-staging", Name: "web", StartFirst: true}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(calls, ";") != "disconnect demo-staging_default c1;connect demo-staging_default c1" || len(alias) != 1 || alias[0] != "web" {
+		t.Errorf("calls %v alias %v", calls, alias)
 	}
 }
