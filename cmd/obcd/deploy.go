@@ -14,6 +14,8 @@ import (
 	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator"
 	"github.com/obcd/obcd/orchestrator/checks"
+	"github.com/obcd/obcd/orchestrator/telemetry"
+	"github.com/obcd/obcd/templates"
 )
 
 type deployOptions struct {
@@ -148,6 +150,7 @@ changes had begun); 64 usage error.`,
 	cmd.Flags().DurationVar(&opts.lockWait, "lock-wait", 0, "wait this long for another deploy's lock instead of failing at once")
 	cmd.Flags().DurationVar(&opts.verify, "verify-window", 60*time.Second, "how long post-deploy probes may take to pass")
 	cmd.Flags().BoolVar(&opts.skipChecks, "skip-checks", false, "skip the validate gate (not recommended)")
+	cmd.Flags().StringVar(&opts.pushgateway, "pushgateway", "", "push obcd's metrics (probe results, this deploy's outcome) to this Pushgateway afterwards")
 	return cmd
 }
 
@@ -175,6 +178,9 @@ func runDeploy(opts *deployOptions, env string) error {
 		defer held.Release()
 	}
 	result, err := d.Deploy(ctx, orchestrator.DeployOptions{DryRun: opts.dryRun, Force: opts.force})
+	if perr := opts.pushDeploy(stack, result, err); perr != nil {
+		fmt.Fprintf(opts.stderr, "warning: %v\n", perr)
+	}
 	if opts.dryRun || (err == nil && !result.Plan.Changes()) {
 		fmt.Fprint(opts.stdout, result.Plan.String())
 		return err
@@ -315,4 +321,64 @@ func newUnlockCommand(global *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// pushDeploy sends the deploy's outcome and probe results to the
+// Pushgateway, when one is given.
+func (opts *deployOptions) pushDeploy(stack *stackhcl.Stack, result orchestrator.DeployResult, deployErr error) error {
+	if opts.pushgateway == "" || opts.dryRun {
+		return nil
+	}
+	m := telemetry.New(stack.Name, stack.Environment, version)
+	m.ObserveResults(result.Release.Probes)
+	m.RecordOperation(telemetry.OperationDeploy, time.Now(), deployErr == nil)
+	if result.RolledBack {
+		m.RecordOperation(telemetry.OperationRollback, time.Now(), true)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return m.Push(ctx, opts.pushgateway, templates.ProjectName(stack))
+}
+
+func newDownCommand(global *globalOptions) *cobra.Command {
+	var volumes bool
+	cmd := &cobra.Command{
+		Use:   "down ENV",
+		Short: "Stop and remove an environment's containers and network; keep its data",
+		Long: `Down removes the environment's containers and network. Named volumes (the
+database, Redis, backups, Prometheus and Grafana data) are kept unless
+--volumes is given. Release history is kept.
+
+Exit codes: 0 done; 1 error; 64 usage error.`,
+		Args: exactEnv,
+		RunE: func(_ *cobra.Command, args []string) error {
+			env := args[0]
+			stack, err := global.loadStack(env)
+			if err != nil {
+				return err
+			}
+			docker, err := checks.DialDocker(stack.DockerHost)
+			if err != nil {
+				return fmt.Errorf("docker engine %s: %w", stack.DockerHost, err)
+			}
+			ctx := context.Background()
+			held, err := orchestrator.NewFileLocker(global.envStateDir(env)).Acquire(ctx, "down", 0)
+			if err != nil {
+				return err
+			}
+			defer held.Release()
+			project := templates.ProjectName(stack)
+			if err := (&orchestrator.Engine{API: docker}).RemoveProject(ctx, project, volumes); err != nil {
+				return err
+			}
+			kept := " (volumes kept)"
+			if volumes {
+				kept = " and its volumes"
+			}
+			fmt.Fprintf(global.stdout, "Removed %s%s.\n", project, kept)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&volumes, "volumes", false, "also remove the named volumes: this deletes the environment's data")
+	return cmd
 }

@@ -81,7 +81,7 @@ Exit codes: 0 success, 1 failure (including an invalid stack file),
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRenderCommand(opts), newValidateCommand(opts), newAuditCommand(opts),
 		newVerifyCommand(opts), newStatusCommand(opts), newServeCommand(opts),
-		newPlanCommand(opts), newDeployCommand(opts), newRollbackCommand(opts), newHistoryCommand(opts), newUnlockCommand(opts),
+		newPlanCommand(opts), newDeployCommand(opts), newRollbackCommand(opts), newHistoryCommand(opts), newUnlockCommand(opts), newDownCommand(opts),
 		newSecretsCommand(opts), newVersionCommand(opts))
 	return root
 }
