@@ -85,7 +85,7 @@ environment "staging" {
 `
 
 type deployEnv struct {
-	t       *testing.T
+	t       testing.TB
 	engine  *Engine
 	store   *LocalStore
 	file    string
@@ -94,7 +94,7 @@ type deployEnv struct {
 	port    int
 }
 
-func newDeployEnv(t *testing.T) *deployEnv {
+func newDeployEnv(t testing.TB) *deployEnv {
 	t.Helper()
 	api, err := checks.DialDocker("unix:///var/run/docker.sock")
 	if err != nil {
@@ -299,3 +299,43 @@ func TestDeploy_UpgradeRollbackAndHistoryOnTheRealEngine(t *testing.T) {
 }
 
 func imageRemoveOptions() client.ImageRemoveOptions { return client.ImageRemoveOptions{Force: true} }
+
+// BenchmarkDeploy_NoOp measures a deploy that finds nothing to change:
+// render, one observe, plan. Target: well under 1s.
+func BenchmarkDeploy_NoOp(b *testing.B) {
+	e := newDeployEnv(b)
+	e.t = silent{b}
+	if _, err := e.deployer("v1").Deploy(context.Background(), DeployOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		result, err := e.deployer("v1").Deploy(context.Background(), DeployOptions{})
+		if err != nil || result.Plan.Changes() {
+			b.Fatalf("not a no-op: %v", err)
+		}
+	}
+}
+
+// BenchmarkDeploy_BrokenReleaseBackToStable measures the time from
+// deploying a release whose /ready/ fails until stable serves again
+// (verified), with v2 serving throughout.
+func BenchmarkDeploy_BrokenReleaseBackToStable(b *testing.B) {
+	e := newDeployEnv(b)
+	e.t = silent{b}
+	if _, err := e.deployer("v2").Deploy(context.Background(), DeployOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		result, err := e.deployer("v3").Deploy(context.Background(), DeployOptions{Force: true})
+		if err == nil || !result.RolledBack || e.served() != "v2" {
+			b.Fatalf("no rollback: %v", err)
+		}
+	}
+}
+
+// silent drops the deployer's event log lines from benchmark output.
+type silent struct{ testing.TB }
+
+func (silent) Logf(string, ...any) {}
