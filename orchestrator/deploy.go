@@ -84,6 +84,11 @@ func (d *Deployer) Deploy(ctx context.Context, opts DeployOptions) (DeployResult
 	if err != nil {
 		return DeployResult{}, errors.Join(err, ErrRender)
 	}
+	if !opts.DryRun {
+		if err := d.markInterrupted(ctx); err != nil {
+			return DeployResult{}, err
+		}
+	}
 	rel := d.newRelease(artifacts)
 	plan, desired, err := d.planFor(ctx, artifacts)
 	if err != nil {
@@ -173,6 +178,27 @@ func (d *Deployer) planFor(ctx context.Context, artifacts []templates.Artifact) 
 		return Plan{}, nil, errors.Join(err, ErrConverge)
 	}
 	return MakePlan(project, desired, observed), desired, nil
+}
+
+// markInterrupted closes the records of deploys whose process died: the
+// caller holds the lock, so nothing else can be in progress.
+func (d *Deployer) markInterrupted(ctx context.Context) error {
+	releases, err := d.Store.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range releases {
+		if r.Outcome != OutcomeInProgress {
+			continue
+		}
+		r.Outcome, r.Finished = OutcomeInterrupted, time.Now().UTC()
+		r.Message = "the deploy process ended before it finished; the next deploy converged from what it left"
+		d.emit("state", "", "", "release %s was interrupted", r.ID)
+		if err := d.Store.Save(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // refuseFailed stops a deploy of a configuration that failed before.

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,10 +10,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,3 +342,90 @@ func BenchmarkDeploy_BrokenReleaseBackToStable(b *testing.B) {
 type silent struct{ testing.TB }
 
 func (silent) Logf(string, ...any) {}
+
+// TestDeploy_KilledHalfwayThenConverges kills `obcd deploy` with SIGKILL
+// in the middle of rolling web, then shows the lock is reported stale,
+// unlock breaks it, a new deploy converges, and history stays consistent.
+func TestDeploy_KilledHalfwayThenConverges(t *testing.T) {
+	e := newDeployEnv(t)
+	ctx := context.Background()
+	if _, err := e.deployer("v1").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "obcd")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/obcd").CombinedOutput(); err != nil {
+		t.Fatalf("build obcd: %v\n%s", err, out)
+	}
+	stateDir := filepath.Join(filepath.Dir(e.file), ".obcd")
+	obcd := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, append([]string{"-f", e.file, "--state-dir", stateDir, "--no-color"}, args...)...)
+		cmd.Env = append(os.Environ(), "OBCD_VAR_VERSION=v2")
+		return cmd
+	}
+
+	deploy := obcd("deploy", "staging", "--skip-checks")
+	stderr, err := deploy.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := deploy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	scanner := bufio.NewScanner(stderr)
+	killed := false
+	for scanner.Scan() {
+		// Kill once the first new web replica is in rotation: web is half rolled.
+		if strings.Contains(scanner.Text(), "healthy, in rotation") && strings.Contains(scanner.Text(), "-web-") {
+			if err := deploy.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+			break
+		}
+	}
+	_ = deploy.Wait()
+	if !killed {
+		t.Fatal("the deploy finished before it could be killed halfway")
+	}
+
+	refused, err := obcd("deploy", "staging", "--skip-checks").CombinedOutput()
+	if err == nil || !strings.Contains(string(refused), "obcd unlock") {
+		t.Fatalf("a deploy after the kill must report the stale lock and how to break it:\n%s", refused)
+	}
+	if out, err := obcd("unlock", "staging").CombinedOutput(); err != nil {
+		t.Fatalf("unlock: %v\n%s", err, out)
+	}
+	if out, err := obcd("deploy", "staging", "--skip-checks").CombinedOutput(); err != nil {
+		t.Fatalf("deploy after unlock did not converge: %v\n%s", err, out)
+	}
+	if e.served() != "v2" {
+		t.Errorf("served %q after converging", e.served())
+	}
+	containers, err := e.engine.Observe(ctx, e.project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := 0
+	for _, c := range containers {
+		if c.Service == "web" {
+			web++
+			if !strings.HasSuffix(c.Image, ":v2") || c.State != "running" {
+				t.Errorf("leftover web container %s (%s, %s)", c.Name, c.Image, c.State)
+			}
+		}
+	}
+	if web != 2 {
+		t.Errorf("%d web containers after converging, want 2", web)
+	}
+	history, err := e.store.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, r := range history {
+		outcomes = append(outcomes, r.Version+":"+string(r.Outcome))
+	}
+	if got := strings.Join(outcomes, " "); got != "v1:succeeded v2:interrupted v2:succeeded" {
+		t.Errorf("history = %s", got)
+	}
+}

@@ -31,6 +31,9 @@ const (
 	OutcomeSucceeded  Outcome = "succeeded"
 	OutcomeFailed     Outcome = "failed"
 	OutcomeRolledBack Outcome = "rolled-back"
+	// OutcomeInterrupted: the deploy process ended (killed, host lost)
+	// before it finished; the next deploy marks it so and converges.
+	OutcomeInterrupted Outcome = "interrupted"
 )
 
 // Release is the record of one deploy or rollback of an environment:
