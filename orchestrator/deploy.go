@@ -36,9 +36,31 @@ type Event struct {
 	Message   string    `json:"message"`
 }
 
+// ContainerEngine is what a deploy needs from the engine: one call per
+// plan step. *Engine implements it on the Docker API; tests fake it to
+// check the executor's ordering.
+type ContainerEngine interface {
+	Observe(ctx context.Context, project string) ([]Container, error)
+	EnsureNetwork(ctx context.Context, project string) (string, error)
+	EnsureVolume(ctx context.Context, project, volume string) (string, error)
+	Create(ctx context.Context, spec ServiceSpec, number int, release string) (Container, error)
+	Start(ctx context.Context, containerID string) error
+	WaitHealthy(ctx context.Context, containerID string) error
+	Publish(ctx context.Context, containerID string, spec ServiceSpec) error
+	Retire(ctx context.Context, containerID string, drain time.Duration) error
+	RunOneOff(ctx context.Context, spec ServiceSpec, release string) (int, string, error)
+	Logs(ctx context.Context, containerID string, tail int) (string, error)
+	ImagePresent(ctx context.Context, ref string) (string, bool, error)
+	TagImage(ctx context.Context, src, dst string) error
+}
+
+var _ ContainerEngine = (*Engine)(nil)
+
 // Deployer takes an environment from what runs to a release.
 type Deployer struct {
-	Engine  *Engine
+	Engine ContainerEngine
+	// Docker, when set, adds the container-health probe to verification.
+	Docker  probe.ContainerAPI
 	Store   Store
 	Stack   *stackhcl.Stack
 	Secrets templates.SecretSource
@@ -388,7 +410,7 @@ func (d *Deployer) verify(ctx context.Context) ([]probe.Result, error) {
 	build := d.Probes
 	if build == nil {
 		build = func(s *stackhcl.Stack) (probe.Plan, error) {
-			return probe.Build(probe.BuildOptions{Stack: s, Secrets: d.Secrets, Docker: d.Engine.API})
+			return probe.Build(probe.BuildOptions{Stack: s, Secrets: d.Secrets, Docker: d.Docker})
 		}
 	}
 	plan, err := build(d.Stack)

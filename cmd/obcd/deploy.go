@@ -42,6 +42,7 @@ func (o *globalOptions) deployer(env string, stack *stackhcl.Stack, events func(
 	}
 	return &orchestrator.Deployer{
 		Engine:  &orchestrator.Engine{API: docker},
+		Docker:  docker,
 		Store:   orchestrator.OpenLocalStore(o.envStateDir(env)),
 		Stack:   stack,
 		Secrets: store,

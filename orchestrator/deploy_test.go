@@ -1,0 +1,237 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/probe"
+	"github.com/obcd/obcd/templates"
+)
+
+// memEngine is an in-memory ContainerEngine: it keeps containers in a
+// map and records every step in order, so tests can check what the
+// executor does, and when. Images listed in unhealthy never get healthy.
+type memEngine struct {
+	mu        sync.Mutex
+	nextID    int
+	byID      map[string]*Container
+	log       []string
+	unhealthy map[string]bool
+	migrate   int // exit code of one-offs
+}
+
+func newMemEngine() *memEngine {
+	return &memEngine{byID: map[string]*Container{}, unhealthy: map[string]bool{}}
+}
+
+func (m *memEngine) record(format string, args ...any) {
+	m.log = append(m.log, fmt.Sprintf(format, args...))
+}
+
+func (m *memEngine) Observe(_ context.Context, project string) ([]Container, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Container
+	for _, c := range m.byID {
+		out = append(out, *c)
+	}
+	return out, nil
+}
+
+func (m *memEngine) EnsureNetwork(context.Context, string) (string, error)       { return "net", nil }
+func (m *memEngine) EnsureVolume(_ context.Context, _, v string) (string, error) { return v, nil }
+
+func (m *memEngine) Create(_ context.Context, spec ServiceSpec, number int, release string) (Container, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nextID++
+	c := &Container{ID: fmt.Sprintf("c%d", m.nextID), Name: ContainerName(spec.Project, spec.Name, number), Service: spec.Name,
+		Number: number, Hash: spec.Hash(), Image: spec.Image, State: "created", Release: release}
+	m.byID[c.ID] = c
+	m.record("create %s (%s)", c.Name, spec.Image)
+	return *c, nil
+}
+
+func (m *memEngine) Start(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.byID[id].State = "running"
+	m.record("start %s", m.byID[id].Name)
+	return nil
+}
+
+func (m *memEngine) WaitHealthy(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.byID[id]
+	if m.unhealthy[c.Image] {
+		m.record("unhealthy %s", c.Name)
+		return &ContainerError{Container: c.Name, Reason: "is unhealthy"}
+	}
+	m.record("healthy %s", c.Name)
+	return nil
+}
+
+func (m *memEngine) Publish(_ context.Context, id string, spec ServiceSpec) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("publish %s as %s", m.byID[id].Name, spec.Name)
+	return nil
+}
+
+func (m *memEngine) Retire(_ context.Context, id string, _ time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("retire %s", m.byID[id].Name)
+	delete(m.byID, id)
+	return nil
+}
+
+func (m *memEngine) RunOneOff(_ context.Context, spec ServiceSpec, _ string) (int, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("run %s (%s) exit %d", spec.Name, spec.Image, m.migrate)
+	return m.migrate, "migrations applied", nil
+}
+
+func (m *memEngine) Logs(context.Context, string, int) (string, error) { return "last log line", nil }
+
+func (m *memEngine) ImagePresent(_ context.Context, ref string) (string, bool, error) {
+	return "sha256:" + ref, true, nil
+}
+
+func (m *memEngine) TagImage(_ context.Context, src, dst string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("tag %s as %s", src, dst)
+	return nil
+}
+
+func (m *memEngine) steps() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.log
+	m.log = nil
+	return out
+}
+
+const memStack = `
+stack "mem" {
+  app_image = "mem/app"
+  version   = var.version
+}
+variable "version" {
+  default = "v1"
+}
+django {
+  migrate_command = ["migrate"]
+}
+service "web" "web" {
+  replicas = 2
+}
+environment "staging" {
+  domain = "staging.mem.test"
+}
+`
+
+func memDeployer(t *testing.T, engine *memEngine, store Store, version string) *Deployer {
+	t.Helper()
+	loader := stackhcl.NewLoader(stackhcl.Options{Environment: "staging", Vars: map[string]string{"version": version},
+		LookupEnv: func(string) (string, bool) { return "", false }})
+	stack, diags := loader.LoadSource("mem.hcl", []byte(memStack))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return &Deployer{Engine: engine, Store: store, Stack: stack, Secrets: templates.MapSecrets{},
+		Probes: func(*stackhcl.Stack) (probe.Plan, error) { return probe.Plan{}, nil }}
+}
+
+// TestDeploy_ExecutorOrderStartFirst pins the executor's order with the
+// fake: migrate runs before any web change; each web replica is replaced
+// start-first (created, started, healthy, published) before the old one
+// retires; the running image is tagged stable before anything changes.
+func TestDeploy_ExecutorOrderStartFirst(t *testing.T) {
+	engine, store := newMemEngine(), OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	ctx := context.Background()
+	if _, err := memDeployer(t, engine, store, "v1").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	engine.steps()
+	if _, err := memDeployer(t, engine, store, "v2").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"tag mem/app:v1 as mem/app:stable",
+		"run migrate (mem/app:v2) exit 0",
+		"create mem-staging-web-3 (mem/app:v2)", "start mem-staging-web-3", "healthy mem-staging-web-3", "publish mem-staging-web-3 as web",
+		"retire mem-staging-web-1",
+		"create mem-staging-web-4 (mem/app:v2)", "start mem-staging-web-4", "healthy mem-staging-web-4", "publish mem-staging-web-4 as web",
+		"retire mem-staging-web-2",
+	}
+	got := engine.steps()
+	if len(got) < 2 || !strings.HasPrefix(got[1], "tag mem/app:v1 as mem/app:stable-") {
+		t.Errorf("no stable-<release> tag: %v", got)
+	} else {
+		got = append(got[:1], got[2:]...)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("executor order:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestDeploy_UnhealthyNewReplicaLeavesTheOldOnesServing: the first new
+// replica never gets healthy; it is removed, no old replica is retired,
+// and the deploy rolls back to the stable release without touching them.
+func TestDeploy_UnhealthyNewReplicaLeavesTheOldOnesServing(t *testing.T) {
+	engine, store := newMemEngine(), OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	ctx := context.Background()
+	if _, err := memDeployer(t, engine, store, "v1").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	engine.steps()
+	engine.unhealthy["mem/app:v3"] = true
+	result, err := memDeployer(t, engine, store, "v3").Deploy(ctx, DeployOptions{})
+	if !errors.Is(err, ErrConverge) || !result.RolledBack {
+		t.Fatalf("err %v, rolled back %v", err, result.RolledBack)
+	}
+	for _, step := range engine.steps() {
+		if strings.HasPrefix(step, "retire mem-staging-web-1") || strings.HasPrefix(step, "retire mem-staging-web-2") {
+			t.Errorf("an old replica was retired: %s", step)
+		}
+		if strings.HasPrefix(step, "publish") {
+			t.Errorf("an unhealthy replica was published: %s", step)
+		}
+	}
+	containers, _ := engine.Observe(ctx, "mem-staging")
+	if len(containers) != 2 || containers[0].Image != "mem/app:v1" || containers[1].Image != "mem/app:v1" {
+		t.Errorf("after the failed deploy: %+v", containers)
+	}
+}
+
+// TestDeploy_FailedMigrateStopsBeforeAnyWebChange: the one-off fails, so
+// no web container is created or retired.
+func TestDeploy_FailedMigrateStopsBeforeAnyWebChange(t *testing.T) {
+	engine, store := newMemEngine(), OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	ctx := context.Background()
+	if _, err := memDeployer(t, engine, store, "v1").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	engine.steps()
+	engine.migrate = 1
+	_, err := memDeployer(t, engine, store, "v2").Deploy(ctx, DeployOptions{})
+	if !errors.Is(err, ErrMigrate) {
+		t.Fatalf("err = %v, want ErrMigrate", err)
+	}
+	for _, step := range engine.steps() {
+		if strings.HasPrefix(step, "create") || strings.HasPrefix(step, "retire") {
+			t.Errorf("web changed after a failed migrate: %s", step)
+		}
+	}
+}
