@@ -147,6 +147,7 @@ func (d *decoder) decode(body hcl.Body) *Stack {
 	d.evalContextCache = ctx
 	stack.Services = d.decodeServices(ctx, stack)
 	stack.Probes = d.decodeProbes(ctx)
+	stack.State = d.decodeState(ctx)
 	stack.Django = d.decodeDjango(ctx, stack)
 	stack.Monitoring = d.decodeMonitoring(ctx)
 	d.checkUnusedOverrides()
@@ -166,7 +167,7 @@ func (d *decoder) declare() {
 		services:  map[string]*serviceHeader{},
 		secrets:   map[string]hcl.Range{},
 	}
-	for _, singleton := range []string{blockStack, blockDjango, blockMonitoring} {
+	for _, singleton := range []string{blockStack, blockDjango, blockMonitoring, blockState} {
 		blocks := d.blocks[singleton]
 		for _, extra := range blocks[min(1, len(blocks)):] {
 			d.diags = append(d.diags, duplicate(singleton+" block", "", blocks[0].DefRange, extra.DefRange))

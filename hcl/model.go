@@ -35,6 +35,8 @@ type Stack struct {
 	Monitoring Monitoring
 	// Probes tune or add to the probes obcd derives from the services.
 	Probes []*ProbeConfig
+	// State is where releases and the deploy lock live.
+	State State
 
 	DeclRange hcl.Range // the stack block
 	// EnvRange is the environment block this view was evaluated for.
@@ -423,4 +425,13 @@ func SecretEnvVar(name string) string {
 		}
 	}
 	return string(out)
+}
+
+// State chooses where an environment's releases and deploy lock live:
+// the local state directory (the default), or a Postgres database shared
+// by a team, where the lock is an advisory lock.
+type State struct {
+	Backend   string // local | postgres
+	DSN       string // secret name holding the connection string (postgres)
+	DeclRange hcl.Range
 }

@@ -1,6 +1,8 @@
 package hcl
 
 import (
+	"fmt"
+
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 )
@@ -47,4 +49,32 @@ func (d *decoder) decodeMonitoring(ctx *hcl.EvalContext) Monitoring {
 		m.Receivers = append(m.Receivers, &Receiver{Name: r.Name, Email: r.Email, WebhookURL: r.WebhookURL, DeclRange: r.DeclRange})
 	}
 	return m
+}
+
+type stateBlock struct {
+	Backend string         `hcl:"backend,optional"`
+	DSN     hcl.Expression `hcl:"dsn,optional"`
+}
+
+// decodeState reads `state { backend, dsn }`; the DSN must be a secret,
+// since it carries a password.
+func (d *decoder) decodeState(ctx *hcl.EvalContext) State {
+	st := State{Backend: "local"}
+	blocks := d.blocks[blockState]
+	if len(blocks) == 0 {
+		return st
+	}
+	sb := stateBlock{Backend: "local"}
+	d.addDiags(gohcl.DecodeBody(blocks[0].Body, ctx, &sb))
+	st.Backend, st.DeclRange = sb.Backend, blocks[0].DefRange
+	st.DSN = d.resolveSecret(sb.DSN, "dsn")
+	switch {
+	case st.Backend != "local" && st.Backend != "postgres":
+		d.diags = append(d.diags, attrDiag(blocks[0].Body, "backend", "Unknown state backend",
+			fmt.Sprintf("%q is not \"local\" (the default, the state directory) or \"postgres\".", st.Backend)))
+	case st.Backend == "postgres" && st.DSN == "":
+		d.diags = append(d.diags, attrDiag(blocks[0].Body, "dsn", "Postgres state without a connection",
+			`backend = "postgres" needs dsn = secret.<name>, a secret holding the connection string (postgres://user:password@host/db).`))
+	}
+	return st
 }

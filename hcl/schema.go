@@ -21,6 +21,7 @@ const (
 	blockReceiver    = "receiver"
 	blockHealthcheck = "healthcheck"
 	blockProbe       = "probe"
+	blockState       = "state"
 )
 
 // Roots of references an expression may use.
@@ -44,6 +45,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: blockMonitoring},
 		{Type: blockEnvironment, LabelNames: []string{"name"}},
 		{Type: blockProbe, LabelNames: []string{"name"}},
+		{Type: blockState},
 	},
 }
 

@@ -30,24 +30,50 @@ type deployOptions struct {
 	pushgateway string
 }
 
+// stateBackend opens where the stack keeps releases and the lock: the
+// local state directory, or the Postgres database of a state block.
+func (o *globalOptions) stateBackend(ctx context.Context, env string, stack *stackhcl.Stack) (orchestrator.Store, orchestrator.Locker, error) {
+	if stack.State.Backend != "postgres" {
+		dir := o.envStateDir(env)
+		return orchestrator.OpenLocalStore(dir), orchestrator.NewFileLocker(dir), nil
+	}
+	secrets, err := o.secrets(env)
+	if err != nil {
+		return nil, nil, err
+	}
+	dsn, err := secrets.Value(stack.State.DSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := orchestrator.OpenPostgresStore(ctx, dsn, env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("state database (secret %s): %w", stack.State.DSN, err)
+	}
+	return store, orchestrator.NewPostgresLocker(dsn, env), nil
+}
+
 // deployer wires the engine, the state store and the secrets of env.
-func (o *globalOptions) deployer(env string, stack *stackhcl.Stack, events func(orchestrator.Event)) (*orchestrator.Deployer, error) {
+func (o *globalOptions) deployer(env string, stack *stackhcl.Stack, events func(orchestrator.Event)) (*orchestrator.Deployer, orchestrator.Locker, error) {
 	store, err := o.secrets(env)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	state, locker, err := o.stateBackend(context.Background(), env, stack)
+	if err != nil {
+		return nil, nil, err
 	}
 	docker, err := checks.DialDocker(stack.DockerHost)
 	if err != nil {
-		return nil, fmt.Errorf("docker engine %s: %w", stack.DockerHost, err)
+		return nil, nil, fmt.Errorf("docker engine %s: %w", stack.DockerHost, err)
 	}
 	return &orchestrator.Deployer{
 		Engine:  &orchestrator.Engine{API: docker},
 		Docker:  docker,
-		Store:   orchestrator.OpenLocalStore(o.envStateDir(env)),
+		Store:   state,
 		Stack:   stack,
 		Secrets: store,
 		Events:  events,
-	}, nil
+	}, locker, nil
 }
 
 func (o *globalOptions) envStateDir(env string) string {
@@ -90,7 +116,7 @@ Exit codes: 0 nothing would change; 2 something would change; 1 error.`,
 			if err != nil {
 				return err
 			}
-			d, err := global.deployer(args[0], stack, nil)
+			d, _, err := global.deployer(args[0], stack, nil)
 			if err != nil {
 				return err
 			}
@@ -165,14 +191,14 @@ func runDeploy(opts *deployOptions, env string) error {
 			return err
 		}
 	}
-	d, err := opts.deployer(env, stack, opts.eventPrinter(opts.json))
+	d, locker, err := opts.deployer(env, stack, opts.eventPrinter(opts.json))
 	if err != nil {
 		return err
 	}
 	d.Verify = opts.verify
 	ctx := context.Background()
 	if !opts.dryRun {
-		held, err := orchestrator.NewFileLocker(opts.envStateDir(env)).Acquire(ctx, "deploy", opts.lockWait)
+		held, err := locker.Acquire(ctx, "deploy", opts.lockWait)
 		if err != nil {
 			return err
 		}
@@ -232,12 +258,12 @@ Exit codes: 0 rolled back and verified; 1 failed; 64 usage error.`,
 			if err != nil {
 				return err
 			}
-			d, err := global.deployer(env, stack, global.eventPrinter(false))
+			d, locker, err := global.deployer(env, stack, global.eventPrinter(false))
 			if err != nil {
 				return err
 			}
 			ctx := context.Background()
-			held, err := orchestrator.NewFileLocker(global.envStateDir(env)).Acquire(ctx, "rollback", lockWait)
+			held, err := locker.Acquire(ctx, "rollback", lockWait)
 			if err != nil {
 				return err
 			}
@@ -280,7 +306,15 @@ func newHistoryCommand(global *globalOptions) *cobra.Command {
 		Long:  "History lists every release, oldest first: id, time, who, version, outcome and whether it is stable.\n\nExit codes: 0; 1 error.",
 		Args:  exactEnv,
 		RunE: func(_ *cobra.Command, args []string) error {
-			releases, err := orchestrator.OpenLocalStore(global.envStateDir(args[0])).List(context.Background())
+			stack, err := global.loadStack(args[0])
+			if err != nil {
+				return err
+			}
+			store, _, err := global.stateBackend(context.Background(), args[0], stack)
+			if err != nil {
+				return err
+			}
+			releases, err := store.List(context.Background())
 			if err != nil {
 				return err
 			}
@@ -314,7 +348,24 @@ func newUnlockCommand(global *globalOptions) *cobra.Command {
 		Long:  "Unlock removes the environment's lock, printing who held it. Use it only when the holder is gone.\n\nExit codes: 0 removed; 1 no lock or error.",
 		Args:  exactEnv,
 		RunE: func(_ *cobra.Command, args []string) error {
-			info, err := orchestrator.Unlock(global.envStateDir(args[0]))
+			stack, err := global.loadStack(args[0])
+			if err != nil {
+				return err
+			}
+			var info orchestrator.LockInfo
+			if stack.State.Backend == "postgres" {
+				secrets, serr := global.secrets(args[0])
+				if serr != nil {
+					return serr
+				}
+				dsn, serr := secrets.Value(stack.State.DSN)
+				if serr != nil {
+					return serr
+				}
+				info, err = orchestrator.UnlockPostgres(context.Background(), dsn, args[0])
+			} else {
+				info, err = orchestrator.Unlock(global.envStateDir(args[0]))
+			}
 			if err != nil {
 				return err
 			}
@@ -363,7 +414,11 @@ Exit codes: 0 done; 1 error; 64 usage error.`,
 				return fmt.Errorf("docker engine %s: %w", stack.DockerHost, err)
 			}
 			ctx := context.Background()
-			held, err := orchestrator.NewFileLocker(global.envStateDir(env)).Acquire(ctx, "down", 0)
+			_, locker, err := global.stateBackend(ctx, env, stack)
+			if err != nil {
+				return err
+			}
+			held, err := locker.Acquire(ctx, "down", 0)
 			if err != nil {
 				return err
 			}
