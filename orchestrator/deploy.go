@@ -74,6 +74,16 @@ type Deployer struct {
 	HealthTimeout time.Duration
 	// ProbeOptions builds the verification probes; nil uses the stack's.
 	Probes func(*stackhcl.Stack) (probe.Plan, error)
+
+	backup *ServiceSpec // the backup job of the plan being executed
+}
+
+// backupService is the stack's backup job, if it has one.
+func (d *Deployer) backupService() string {
+	if b := d.Stack.First(stackhcl.KindBackup); b != nil {
+		return b.Name
+	}
+	return ""
 }
 
 func (d *Deployer) emit(phase, service, container, format string, args ...any) {
@@ -298,8 +308,13 @@ func (d *Deployer) tagStable(ctx context.Context, stable Release) {
 // any change began (the point of no return for rolling back).
 func (d *Deployer) converge(ctx context.Context, releaseID string, plan Plan, desired []ServiceSpec) (bool, error) {
 	specs := map[string]ServiceSpec{}
+	d.backup = nil
 	for _, s := range desired {
 		specs[s.Name] = s
+		if s.Name == d.backupService() {
+			backup := s
+			d.backup = &backup
+		}
 	}
 	began := false
 	for _, a := range plan.Actions {
@@ -318,6 +333,9 @@ func (d *Deployer) converge(ctx context.Context, releaseID string, plan Plan, de
 func (d *Deployer) apply(ctx context.Context, releaseID string, a Action, spec ServiceSpec) error {
 	switch a.Kind {
 	case ActionRun:
+		if err := d.backupBeforeMigrate(ctx, releaseID); err != nil {
+			return err
+		}
 		code, logs, err := d.Engine.RunOneOff(ctx, spec, releaseID)
 		if err != nil || code != 0 {
 			return errors.Join(fmt.Errorf("%s exited %d before any web change: %v\n%s", spec.Name, code, err, tail(logs, 20)), ErrMigrate)
@@ -337,6 +355,27 @@ func (d *Deployer) apply(ctx context.Context, releaseID string, a Action, spec S
 		}
 		_, err := d.startHealthy(ctx, spec, a.Number, releaseID)
 		return err
+	}
+	return nil
+}
+
+// backupBeforeMigrate takes one verified pg_dump with the stack's backup
+// job before migrations run, so a migration that goes wrong can be undone
+// from a dump of the schema it started from.
+func (d *Deployer) backupBeforeMigrate(ctx context.Context, releaseID string) error {
+	if d.backup == nil {
+		return nil
+	}
+	spec := *d.backup
+	spec.Env = map[string]string{}
+	for k, v := range d.backup.Env {
+		spec.Env[k] = v
+	}
+	spec.Env["BACKUP_ONCE"] = "1"
+	d.emit("backup", spec.Name, "", "pg_dump before migrations")
+	code, logs, err := d.Engine.RunOneOff(ctx, spec, releaseID)
+	if err != nil || code != 0 {
+		return errors.Join(fmt.Errorf("backup before migrations exited %d: %v\n%s", code, err, tail(logs, 20)), ErrMigrate)
 	}
 	return nil
 }

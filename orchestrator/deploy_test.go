@@ -97,7 +97,7 @@ func (m *memEngine) Retire(_ context.Context, id string, _ time.Duration) error 
 func (m *memEngine) RunOneOff(_ context.Context, spec ServiceSpec, _ string) (int, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.record("run %s (%s) exit %d", spec.Name, spec.Image, m.migrate)
+	m.record("run %s (%s) exit %d%s", spec.Name, spec.Image, m.migrate, map[bool]string{true: " once"}[spec.Env["BACKUP_ONCE"] == "1"])
 	return m.migrate, "migrations applied", nil
 }
 
@@ -233,5 +233,41 @@ func TestDeploy_FailedMigrateStopsBeforeAnyWebChange(t *testing.T) {
 		if strings.HasPrefix(step, "create") || strings.HasPrefix(step, "retire") {
 			t.Errorf("web changed after a failed migrate: %s", step)
 		}
+	}
+}
+
+// TestDeploy_BackupBeforeMigrations: with a backup job in the stack, a
+// deploy that runs migrations first takes one pg_dump (BACKUP_ONCE).
+func TestDeploy_BackupBeforeMigrations(t *testing.T) {
+	withBackup := strings.Replace(memStack, `service "web" "web" {`, `secret "pg" {}
+service "postgres" "db" {
+  superuser_password = secret.pg
+}
+service "backup" "backup" {}
+service "web" "web" {`, 1)
+	engine0, store0 := newMemEngine(), OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	load := func(version string) *Deployer {
+		loader := stackhcl.NewLoader(stackhcl.Options{Environment: "staging", Vars: map[string]string{"version": version},
+			LookupEnv: func(string) (string, bool) { return "", false }})
+		stack, diags := loader.LoadSource("mem.hcl", []byte(withBackup))
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		return &Deployer{Engine: engine0, Store: store0, Stack: stack, Secrets: templates.MapSecrets{"pg": "pgSuperPass7Qm2"},
+			Probes: func(*stackhcl.Stack) (probe.Plan, error) { return probe.Plan{}, nil }}
+	}
+	ctx := context.Background()
+	if _, err := load("v1").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	engine0.steps()
+	if _, err := load("v2").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	steps := strings.Join(engine0.steps(), "\n")
+	backup := strings.Index(steps, "run backup (postgres:15-bookworm) exit 0 once")
+	migrate := strings.Index(steps, "run migrate")
+	if backup < 0 || migrate < 0 || backup > migrate {
+		t.Errorf("want a one-shot backup before migrate:\n%s", steps)
 	}
 }

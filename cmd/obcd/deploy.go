@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -28,6 +32,7 @@ type deployOptions struct {
 	verify      time.Duration
 	skipChecks  bool
 	pushgateway string
+	image       string
 }
 
 // stateBackend opens where the stack keeps releases and the lock: the
@@ -177,6 +182,7 @@ changes had begun); 64 usage error.`,
 	cmd.Flags().DurationVar(&opts.lockWait, "lock-wait", 0, "wait this long for another deploy's lock instead of failing at once")
 	cmd.Flags().DurationVar(&opts.verify, "verify-window", 60*time.Second, "how long post-deploy probes may take to pass")
 	cmd.Flags().BoolVar(&opts.skipChecks, "skip-checks", false, "skip the validate gate (not recommended)")
+	cmd.Flags().StringVar(&opts.image, "image", "", "deploy this tag of the app image (web, celery, migrate) instead of the stack's version")
 	cmd.Flags().StringVar(&opts.pushgateway, "pushgateway", "", "push obcd's metrics (probe results, this deploy's outcome) to this Pushgateway afterwards")
 	return cmd
 }
@@ -185,6 +191,9 @@ func runDeploy(opts *deployOptions, env string) error {
 	stack, err := opts.loadStack(env)
 	if err != nil {
 		return err
+	}
+	if opts.image != "" {
+		retagApp(stack, opts.image)
 	}
 	if !opts.skipChecks && !opts.dryRun {
 		if err := opts.gate(env); err != nil {
@@ -203,6 +212,19 @@ func runDeploy(opts *deployOptions, env string) error {
 			return err
 		}
 		defer held.Release()
+	}
+	if !opts.dryRun && !opts.yes && isTerminal(os.Stdin) {
+		preview, err := d.Deploy(ctx, orchestrator.DeployOptions{DryRun: true})
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(opts.stderr, preview.Plan.String())
+		if !preview.Plan.Changes() {
+			return nil
+		}
+		if !confirm(opts.stderr, os.Stdin, "Deploy these changes to "+env+"?") {
+			return reportedError{errors.New("cancelled"), ExitFailure}
+		}
 	}
 	result, err := d.Deploy(ctx, orchestrator.DeployOptions{DryRun: opts.dryRun, Force: opts.force})
 	if perr := opts.pushDeploy(stack, result, err); perr != nil {
@@ -437,4 +459,22 @@ Exit codes: 0 done; 1 error; 64 usage error.`,
 	}
 	cmd.Flags().BoolVar(&volumes, "volumes", false, "also remove the named volumes: this deletes the environment's data")
 	return cmd
+}
+
+// retagApp points every service running the app image at tag.
+func retagApp(stack *stackhcl.Stack, tag string) {
+	for _, svc := range stack.Services {
+		if strings.HasPrefix(svc.Image, stack.AppImage+":") {
+			svc.Image = stack.AppImage + ":" + tag
+		}
+	}
+	stack.Version = tag
+}
+
+// confirm asks a yes/no question on a terminal; anything but y/yes is no.
+func confirm(w io.Writer, r io.Reader, question string) bool {
+	fmt.Fprintf(w, "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(r).ReadString('\n')
+	answer = strings.ToLower(strings.TrimSpace(answer))
+	return answer == "y" || answer == "yes"
 }
