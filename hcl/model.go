@@ -129,6 +129,7 @@ type Service struct {
 	Env     map[string]string
 	Command []string // overrides the kind's default command when set
 	Health  *Health  // overrides the kind's default healthcheck when set
+	Build   *Build   // builds Image from a directory when the engine lacks it
 
 	Web       *Web
 	Nginx     *Nginx
@@ -144,6 +145,12 @@ type Service struct {
 	// Ranges holds the source range of each attribute set in the file (or
 	// in the environment's override), keyed by attribute name.
 	Ranges map[string]hcl.Range
+}
+
+// Build is a docker build context, resolved against the stack file.
+type Build struct {
+	Context    string
+	Dockerfile string
 }
 
 // Health overrides a service's default healthcheck.

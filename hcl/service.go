@@ -2,6 +2,7 @@ package hcl
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -78,7 +79,15 @@ type serviceBlock struct {
 	Env      map[string]string `hcl:"env,optional"`
 	Command  []string          `hcl:"command,optional"`
 	Health   *healthBlock      `hcl:"healthcheck,block"`
+	Build    *buildBlock       `hcl:"build,block"`
 	Remain   hcl.Body          `hcl:",remain"`
+}
+
+// buildBlock builds the service's image from a directory through the
+// Docker API when the image is not on the engine.
+type buildBlock struct {
+	Context    string `hcl:"context"`
+	Dockerfile string `hcl:"dockerfile,optional"`
 }
 
 type healthBlock struct {
@@ -248,6 +257,15 @@ func (d *decoder) decodeService(block *hcl.Block, kind Kind, name string, ctx *h
 		CPUs: common.CPUs, Memory: common.Memory, Ports: common.Ports, Address: common.Address,
 		Env: common.Env, Command: common.Command,
 		DeclRange: block.DefRange, Ranges: ranges,
+	}
+	if common.Build != nil {
+		svc.Build = &Build{Context: common.Build.Context, Dockerfile: common.Build.Dockerfile}
+		if svc.Build.Dockerfile == "" {
+			svc.Build.Dockerfile = "Dockerfile"
+		}
+		if !filepath.IsAbs(svc.Build.Context) {
+			svc.Build.Context = filepath.Join(filepath.Dir(d.filename), svc.Build.Context)
+		}
 	}
 	if common.Health != nil {
 		h := common.Health

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strings"
@@ -52,6 +53,7 @@ type ContainerEngine interface {
 	Logs(ctx context.Context, containerID string, tail int) (string, error)
 	ImagePresent(ctx context.Context, ref string) (string, bool, error)
 	TagImage(ctx context.Context, src, dst string) error
+	BuildImage(ctx context.Context, contextTar io.Reader, tag string, buildArgs map[string]*string) error
 }
 
 var _ ContainerEngine = (*Engine)(nil)
@@ -254,12 +256,9 @@ func (d *Deployer) refuseFailed(ctx context.Context, rel Release, force bool) er
 // and volumes, and records the release before anything changes.
 func (d *Deployer) prepare(ctx context.Context, rel *Release, desired []ServiceSpec, artifacts []templates.Artifact, stable Release, hasStable bool) error {
 	for _, spec := range desired {
-		id, ok, err := d.Engine.ImagePresent(ctx, spec.Image)
+		id, err := d.ensureImage(ctx, spec)
 		if err != nil {
 			return errors.Join(err, ErrImages)
-		}
-		if !ok {
-			return errors.Join(fmt.Errorf("image %s of service %s is not on the engine; build or load it first", spec.Image, spec.Name), ErrImages)
 		}
 		rel.Images[spec.Name], rel.ImageDigests[spec.Name] = spec.Image, id
 	}
@@ -282,6 +281,38 @@ func (d *Deployer) prepare(ctx context.Context, rel *Release, desired []ServiceS
 		return err
 	}
 	return d.Store.Save(ctx, *rel)
+}
+
+// ensureImage returns the image's ID, building it through the API from
+// the stack's build context when the engine lacks it. No registry is
+// assumed: an image that is neither present nor buildable is an error.
+func (d *Deployer) ensureImage(ctx context.Context, spec ServiceSpec) (string, error) {
+	id, ok, err := d.Engine.ImagePresent(ctx, spec.Image)
+	if err != nil || ok {
+		return id, err
+	}
+	var build *stackhcl.Build
+	for _, svc := range d.Stack.Services {
+		if svc.Image == spec.Image && svc.Build != nil {
+			build = svc.Build
+		}
+	}
+	if build == nil {
+		return "", fmt.Errorf("image %s of service %s is not on the engine; load or build it first (or give the service a build block)", spec.Image, spec.Name)
+	}
+	d.emit("images", spec.Name, "", "building %s from %s", spec.Image, build.Context)
+	contextTar, err := tarContext(build.Context, build.Dockerfile)
+	if err != nil {
+		return "", err
+	}
+	if err := d.Engine.BuildImage(ctx, contextTar, spec.Image, nil); err != nil {
+		return "", fmt.Errorf("build %s: %w", spec.Image, err)
+	}
+	id, ok, err = d.Engine.ImagePresent(ctx, spec.Image)
+	if err == nil && !ok {
+		err = fmt.Errorf("image %s is missing after its build", spec.Image)
+	}
+	return id, err
 }
 
 // tagStable tags the stable release's app image as <repo>:stable and

@@ -429,3 +429,48 @@ func TestDeploy_KilledHalfwayThenConverges(t *testing.T) {
 		t.Errorf("history = %s", got)
 	}
 }
+
+// TestDeploy_BuildsAMissingImageFromTheStackContext builds a service's
+// image through the API from its build block when the engine lacks it.
+func TestDeploy_BuildsAMissingImageFromTheStackContext(t *testing.T) {
+	api, err := checks.DialDocker("unix:///var/run/docker.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	base := "obcd-test-build" + hex.EncodeToString(suffix) + "/base:v1"
+	built := "obcd-test-build" + hex.EncodeToString(suffix) + "/app:v1"
+	testsvc.BuildAppImage(t, api, base, testsvc.AppImageOptions{Version: "base"})
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte("FROM "+base+"\nLABEL dev.obcd.test=built\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := fmt.Sprintf("stack \"bt\" {\n  app_image = %q\n  version = \"v1\"\n}\nservice \"web\" \"web\" {\n  build {\n    context = \"app\"\n  }\n}\nenvironment \"staging\" {\n  domain = \"b.test\"\n}\n",
+		strings.TrimSuffix(built, ":v1"))
+	file := filepath.Join(dir, "obcd.hcl")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stack, diags := stackhcl.NewLoader(stackhcl.Options{Environment: "staging"}).Load(file)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	engine := &Engine{API: api}
+	t.Cleanup(func() { _, _ = api.ImageRemove(context.Background(), built, imageRemoveOptions()) })
+	d := &Deployer{Engine: engine, Stack: stack}
+	id, err := d.ensureImage(context.Background(), ServiceSpec{Name: "web", Image: built})
+	if err != nil || id == "" {
+		t.Fatalf("build: %v", err)
+	}
+	if _, present, _ := engine.ImagePresent(context.Background(), built); !present {
+		t.Fatal("image not on the engine after the build")
+	}
+	missing := &Deployer{Engine: engine, Stack: stack}
+	if _, err := missing.ensureImage(context.Background(), ServiceSpec{Name: "worker", Image: "obcd-test-nowhere/none:v9"}); err == nil || !strings.Contains(err.Error(), "build block") {
+		t.Errorf("a missing image without a build block: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -111,6 +112,13 @@ func (m *memEngine) TagImage(_ context.Context, src, dst string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.record("tag %s as %s", src, dst)
+	return nil
+}
+
+func (m *memEngine) BuildImage(_ context.Context, _ io.Reader, tag string, _ map[string]*string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("build %s", tag)
 	return nil
 }
 
