@@ -17,9 +17,9 @@ demo: build ## the main job on the bundled example stack: secrets, then every ar
 deps: ## install the Debian packages the tests run against (idempotent)
 	bash .ci/deps
 
-test: deps ## install what the tests need, then run every test against the real tools
+test: deps ## install what the tests need, then run every test against the real tools (one package at a time: they share the Docker engine and two cores)
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -p 1 ./...
 
 fuzz: ## fuzz the stack loader for a minute
 	$(GO) test ./hcl -run '^$$' -fuzz FuzzLoad -fuzztime 60s

@@ -129,8 +129,11 @@ func (d *Deployer) Deploy(ctx context.Context, opts DeployOptions) (DeployResult
 		return DeployResult{}, err
 	}
 	result := DeployResult{Plan: plan, Release: rel}
-	if opts.DryRun || !plan.Changes() {
+	if !plan.Changes() {
 		d.emit("plan", "", "", "nothing to change")
+		return result, nil
+	}
+	if opts.DryRun {
 		return result, nil
 	}
 	if err := d.refuseFailed(ctx, rel, opts.Force); err != nil {

@@ -373,7 +373,9 @@ func TestDeploy_KilledHalfwayThenConverges(t *testing.T) {
 	}
 	scanner := bufio.NewScanner(stderr)
 	killed := false
+	var seen []string
 	for scanner.Scan() {
+		seen = append(seen, scanner.Text())
 		// Kill once the first new web replica is in rotation: web is half rolled.
 		if strings.Contains(scanner.Text(), "healthy, in rotation") && strings.Contains(scanner.Text(), "-web-") {
 			if err := deploy.Process.Signal(syscall.SIGKILL); err != nil {
@@ -385,7 +387,7 @@ func TestDeploy_KilledHalfwayThenConverges(t *testing.T) {
 	}
 	_ = deploy.Wait()
 	if !killed {
-		t.Fatal("the deploy finished before it could be killed halfway")
+		t.Fatalf("the deploy finished before it could be killed halfway; it said:\n%s", strings.Join(seen, "\n"))
 	}
 
 	refused, err := obcd("deploy", "staging", "--skip-checks").CombinedOutput()

@@ -63,7 +63,7 @@ func engineHostPort(ctx context.Context, t *testing.T, docker *client.Client, co
 
 func engineHTTPGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Get(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
