@@ -42,11 +42,7 @@ func (o *globalOptions) stateBackend(ctx context.Context, env string, stack *sta
 		dir := o.envStateDir(env)
 		return orchestrator.OpenLocalStore(dir), orchestrator.NewFileLocker(dir), nil
 	}
-	secrets, err := o.secrets(env)
-	if err != nil {
-		return nil, nil, err
-	}
-	dsn, err := secrets.Value(stack.State.DSN)
+	dsn, err := o.stateDSN(env, stack)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -55,6 +51,16 @@ func (o *globalOptions) stateBackend(ctx context.Context, env string, stack *sta
 		return nil, nil, fmt.Errorf("state database (secret %s): %w", stack.State.DSN, err)
 	}
 	return store, orchestrator.NewPostgresLocker(dsn, env), nil
+}
+
+// stateDSN is the connection string of the state database, from the
+// secret the stack's state block names.
+func (o *globalOptions) stateDSN(env string, stack *stackhcl.Stack) (string, error) {
+	secrets, err := o.secrets(env)
+	if err != nil {
+		return "", err
+	}
+	return secrets.Value(stack.State.DSN)
 }
 
 // deployer wires the engine, the state store and the secrets of env.
@@ -376,13 +382,9 @@ func newUnlockCommand(global *globalOptions) *cobra.Command {
 			}
 			var info orchestrator.LockInfo
 			if stack.State.Backend == "postgres" {
-				secrets, serr := global.secrets(args[0])
-				if serr != nil {
-					return serr
-				}
-				dsn, serr := secrets.Value(stack.State.DSN)
-				if serr != nil {
-					return serr
+				dsn, derr := global.stateDSN(args[0], stack)
+				if derr != nil {
+					return derr
 				}
 				info, err = orchestrator.UnlockPostgres(context.Background(), dsn, args[0])
 			} else {
