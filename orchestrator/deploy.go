@@ -249,7 +249,7 @@ func (d *Deployer) refuseFailed(ctx context.Context, rel Release, force bool) er
 	}
 	for _, old := range history {
 		if old.ConfigHash == rel.ConfigHash && (old.Outcome == OutcomeFailed || old.Outcome == OutcomeRolledBack) {
-			return errors.Join(fmt.Errorf("release %s with this exact configuration failed (%s); fix it, or deploy again with --force", old.ID, old.Message), ErrRefused)
+			return errors.Join(fmt.Errorf("release %s with this exact configuration failed (%s); fix it, or deploy again with --force", old.ID, firstLine(old.Message)), ErrRefused)
 		}
 	}
 	return nil

@@ -74,29 +74,22 @@ func MakePlan(project string, desired []ServiceSpec, observed []Container) Plan 
 			byService[c.Service] = append(byService[c.Service], c)
 		}
 	}
-	appChanges := false
-	var steps []Action
+	// A one-off (migrate) runs right before the first new or replaced
+	// container that waits for it: after the services it needs itself
+	// (the database) are in place, before any new code serves.
+	ranOneOffs := false
 	for _, spec := range desired {
 		if spec.OneOff {
 			continue
 		}
 		actions := planService(project, spec, byService[spec.Name])
-		for _, a := range actions {
-			// Only a new or replaced container runs new code: removing one does not migrate.
-			if (a.Kind == ActionCreate || a.Kind == ActionRecreate) && dependsOnOneOff(spec, desired) {
-				appChanges = true
-			}
+		if !ranOneOffs && dependsOnOneOff(spec, desired) && runsNewCode(actions) {
+			plan.Actions = append(plan.Actions, oneOffRuns(desired)...)
+			ranOneOffs = true
 		}
-		steps = append(steps, actions...)
+		plan.Actions = append(plan.Actions, actions...)
 		delete(byService, spec.Name)
 	}
-	for _, spec := range desired {
-		if spec.OneOff && appChanges {
-			plan.Actions = append(plan.Actions, Action{Kind: ActionRun, Service: spec.Name,
-				Container: spec.Project + "-" + spec.Name + "-run", Reason: "runs before the services that depend on it change"})
-		}
-	}
-	plan.Actions = append(plan.Actions, steps...)
 	var gone []string
 	for service := range byService {
 		gone = append(gone, service)
@@ -158,6 +151,29 @@ func nextNumber(containers []Container) int {
 		}
 	}
 	return n
+}
+
+// runsNewCode reports whether actions start a new or replaced container:
+// removing one does not migrate.
+func runsNewCode(actions []Action) bool {
+	for _, a := range actions {
+		if a.Kind == ActionCreate || a.Kind == ActionRecreate {
+			return true
+		}
+	}
+	return false
+}
+
+// oneOffRuns are the run steps of every one-off job in desired.
+func oneOffRuns(desired []ServiceSpec) []Action {
+	var runs []Action
+	for _, spec := range desired {
+		if spec.OneOff {
+			runs = append(runs, Action{Kind: ActionRun, Service: spec.Name,
+				Container: spec.Project + "-" + spec.Name + "-run", Reason: "runs before the services that depend on it change"})
+		}
+	}
+	return runs
 }
 
 // dependsOnOneOff reports whether spec waits for a one-off job.

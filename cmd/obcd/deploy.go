@@ -241,6 +241,11 @@ func runDeploy(opts *deployOptions, env string) error {
 		return err
 	}
 	if err != nil {
+		if result.Report == "" {
+			// Refused before anything changed (a release that failed
+			// before, a missing image): the error is the whole report.
+			fmt.Fprintf(opts.stderr, "deploy failed: %v\n", err)
+		}
 		fmt.Fprint(opts.stderr, result.Report)
 		if result.RolledBack {
 			fmt.Fprintf(opts.stderr, "Rolled back to release %s.\n", result.Release.RolledBackTo)
