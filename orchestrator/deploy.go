@@ -72,6 +72,12 @@ type Deployer struct {
 	// Drain is how long a retired container keeps serving in-flight
 	// requests after it leaves the network alias.
 	Drain time.Duration
+	// Overlap is how long a new start-first replica and the one it
+	// replaces serve side by side before the old one leaves the alias:
+	// longer than a proxy in front (nginx) keeps the addresses it resolved,
+	// so that when the old one goes, the proxy already knows the new one
+	// and retries there. Negative means none.
+	Overlap time.Duration
 	// HealthTimeout bounds waiting for one new container to be healthy.
 	HealthTimeout time.Duration
 	// ProbeOptions builds the verification probes; nil uses the stack's.
@@ -175,6 +181,9 @@ func (d *Deployer) defaults() {
 	}
 	if d.Drain == 0 {
 		d.Drain = 2 * time.Second
+	}
+	if d.Overlap == 0 {
+		d.Overlap = templates.NginxResolveTTL + time.Second
 	}
 }
 
@@ -428,8 +437,17 @@ func (d *Deployer) startFirst(ctx context.Context, spec ServiceSpec, old, releas
 			number = c.Number + 1
 		}
 	}
-	if _, err := d.startHealthy(ctx, spec, number, releaseID); err != nil {
+	created, err := d.startHealthy(ctx, spec, number, releaseID)
+	if err != nil {
 		return err
+	}
+	if d.Overlap > 0 {
+		d.emit("converge", spec.Name, created.Name, "serving beside %s for %s while proxies re-resolve", old, d.Overlap)
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), ErrConverge)
+		case <-time.After(d.Overlap):
+		}
 	}
 	return d.retire(ctx, old)
 }

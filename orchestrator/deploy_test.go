@@ -158,7 +158,7 @@ func memDeployer(t *testing.T, engine *memEngine, store Store, version string) *
 		t.Fatal(diags)
 	}
 	return &Deployer{Engine: engine, Store: store, Stack: stack, Secrets: templates.MapSecrets{},
-		Probes: func(*stackhcl.Stack) (probe.Plan, error) { return probe.Plan{}, nil }}
+		Overlap: -1, Probes: func(*stackhcl.Stack) (probe.Plan, error) { return probe.Plan{}, nil }}
 }
 
 // TestDeploy_ExecutorOrderStartFirst pins the executor's order with the
@@ -262,7 +262,7 @@ service "web" "web" {`, 1)
 			t.Fatal(diags)
 		}
 		return &Deployer{Engine: engine0, Store: store0, Stack: stack, Secrets: templates.MapSecrets{"pg": "pgSuperPass7Qm2"},
-			Probes: func(*stackhcl.Stack) (probe.Plan, error) { return probe.Plan{}, nil }}
+			Overlap: -1, Probes: func(*stackhcl.Stack) (probe.Plan, error) { return probe.Plan{}, nil }}
 	}
 	ctx := context.Background()
 	if _, err := load("v1").Deploy(ctx, DeployOptions{}); err != nil {

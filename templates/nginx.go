@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -58,6 +59,7 @@ type nginxConf struct {
 	MetricsPath                  string // exact path, without a trailing slash
 	StatusPath                   string
 	StatusAllow                  []string
+	ResolveTTL                   string // resolver valid=, NginxResolveTTL
 }
 
 // renderNginx renders nginx.conf for the first nginx service of the stack,
@@ -91,6 +93,12 @@ func NginxExporterScrapeURI(s *stackhcl.Stack, nginx *stackhcl.Service) string {
 	return fmt.Sprintf("http://%s:%d%s", nginx.Name, nginx.Nginx.StatusPort, nginxStatusPath)
 }
 
+// NginxResolveTTL is how long nginx keeps the web service's addresses
+// before it asks Docker's DNS again. A replica leaving the alias may still
+// be sent requests for this long, so a deploy drains retired replicas for
+// longer than this.
+const NginxResolveTTL = 5 * time.Second
+
 func newNginxConf(s *stackhcl.Stack, svc *stackhcl.Service) (*nginxConf, error) {
 	ng, dj := svc.Nginx, &s.Django
 	conf := &nginxConf{
@@ -99,7 +107,8 @@ func newNginxConf(s *stackhcl.Stack, svc *stackhcl.Service) (*nginxConf, error) 
 		TLSCert: ng.TLSCert, TLSKey: ng.TLSKey,
 		StaticDir: ContainerStaticDir, ACMEDir: ContainerACMEDir,
 		StatusPath: nginxStatusPath, StatusAllow: nginxStatusAllow,
-		BodySize: nginxSize(dj.UploadMaxBytes),
+		BodySize:   nginxSize(dj.UploadMaxBytes),
+		ResolveTTL: fmt.Sprintf("%ds", int(NginxResolveTTL/time.Second)),
 	}
 	svcAttr := func(attr string) (string, hcl.Range) {
 		return fmt.Sprintf("service %q %q %s", svc.Kind, svc.Name, attr), rangeOf(svc.Ranges, attr, svc.DeclRange)
