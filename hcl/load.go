@@ -148,6 +148,7 @@ func (d *decoder) decode(body hcl.Body) *Stack {
 	stack.Services = d.decodeServices(ctx, stack)
 	stack.Probes = d.decodeProbes(ctx)
 	stack.State = d.decodeState(ctx)
+	stack.Waivers = d.decodeWaivers()
 	stack.Django = d.decodeDjango(ctx, stack)
 	stack.Monitoring = d.decodeMonitoring(ctx)
 	d.checkUnusedOverrides()

@@ -61,6 +61,9 @@ func TestLoad_BadInputDiagnostics(t *testing.T) {
 		{"secret_interpolation.hcl", "staging", []string{"Invalid template interpolation value"}},
 		{"variable_validation.hcl", "staging", []string{`Invalid value for variable "app_version"`}},
 		{"override_unknown_service.hcl", "staging", []string{"Reference to undeclared service"}},
+		{"waive_missing_reason.hcl", "staging", []string{"Waiver without a reason"}},
+		{"waive_empty_reason.hcl", "staging", []string{"Waiver without a reason"}},
+		{"waive_duplicate.hcl", "staging", []string{`Duplicate waive "audit.A007"`}},
 	}
 	for _, tc := range cases {
 		t.Run(strings.TrimSuffix(tc.fixture, ".hcl"), func(t *testing.T) {
@@ -113,6 +116,52 @@ func TestLoad_DuplicatePointsAtBothBlocks(t *testing.T) {
 	}
 	if !strings.Contains(d.Detail, "duplicate_block.hcl:5") {
 		t.Errorf("detail %q does not name the first block at line 5", d.Detail)
+	}
+}
+
+func TestLoad_DuplicateWaiverPointsAtBothBlocks(t *testing.T) {
+	_, diags, _ := loadFixture(t, "waive_duplicate.hcl", "staging")
+	d := diags[0]
+	if d.Subject.Start.Line != 11 || d.Context == nil || d.Context.Start.Line != 7 {
+		t.Errorf("subject line %d, context %v: want the second block at 11 and a context from the first at 7", d.Subject.Start.Line, d.Context)
+	}
+	if !strings.Contains(d.Detail, "waive_duplicate.hcl:7") {
+		t.Errorf("detail %q does not name the first block at line 7", d.Detail)
+	}
+}
+
+func TestLoad_WaiversAreOnTheStackInEveryEnvironment(t *testing.T) {
+	src := []byte(`
+stack "demo" { app_image = "demo/app" }
+service "web" "web" {}
+waive "audit.A007" {
+  reason = "  Grafana is not packaged by Debian.  "
+}
+waive "monitoring.W008" {
+  reason = "Mail goes out through ${var.relay}."
+}
+variable "relay" { default = "the relay" }
+environment "staging" { domain = "s.example" }
+environment "production" { domain = "p.example" }
+`)
+	for _, env := range []string{"staging", "production"} {
+		stack, diags := NewLoader(Options{Environment: env}).LoadSource("w.hcl", src)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", env, diags)
+		}
+		if len(stack.Waivers) != 2 {
+			t.Fatalf("%s: %d waivers, want 2", env, len(stack.Waivers))
+		}
+		a007 := stack.Waiver("audit.A007")
+		if a007 == nil || a007.Reason != "Grafana is not packaged by Debian." || a007.DeclRange.Start.Line != 4 {
+			t.Errorf("%s: audit.A007 waiver = %+v, want the trimmed reason and its block at line 4", env, a007)
+		}
+		if w := stack.Waiver("monitoring.W008"); w == nil || w.Reason != "Mail goes out through the relay." {
+			t.Errorf("%s: monitoring.W008 waiver = %+v, want the reason evaluated", env, w)
+		}
+		if stack.Waiver("audit.A008") != nil {
+			t.Errorf("%s: Waiver returns a waiver for a code no block names", env)
+		}
 	}
 }
 

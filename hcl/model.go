@@ -37,6 +37,9 @@ type Stack struct {
 	Probes []*ProbeConfig
 	// State is where releases and the deploy lock live.
 	State State
+	// Waivers are the accepted risks, in declaration order; the same in
+	// every environment.
+	Waivers []*Waiver
 
 	DeclRange hcl.Range // the stack block
 	// EnvRange is the environment block this view was evaluated for.
@@ -79,6 +82,16 @@ func (s *Stack) Secret(name string) *Secret {
 	for _, sec := range s.Secrets {
 		if sec.Name == name {
 			return sec
+		}
+	}
+	return nil
+}
+
+// Waiver returns the waiver of the check with the given code, or nil.
+func (s *Stack) Waiver(code string) *Waiver {
+	for _, w := range s.Waivers {
+		if w.Code == code {
+			return w
 		}
 	}
 	return nil
@@ -432,6 +445,15 @@ func SecretEnvVar(name string) string {
 		}
 	}
 	return string(out)
+}
+
+// Waiver is a `waive "<code>" { reason = "..." }` block: a risk the
+// stack accepts, reviewed like code. Which codes exist, and which may be
+// waived, is the checks' business; the language only requires a reason.
+type Waiver struct {
+	Code      string // the check it accepts, e.g. "audit.A007"
+	Reason    string // why the risk is accepted; never empty
+	DeclRange hcl.Range
 }
 
 // State chooses where an environment's releases and deploy lock live:

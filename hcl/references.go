@@ -119,6 +119,11 @@ func nameSuggestion(given string, known []string) string {
 	return best
 }
 
+// Suggestion returns the known name closest to given when it is close
+// enough to be a likely typo, else "": the "did you mean" of a
+// diagnostic or finding outside this package.
+func Suggestion(given string, known []string) string { return nameSuggestion(given, known) }
+
 // dropReported removes diagnostics whose subject lies inside a range that
 // checkReferences already explained.
 func dropReported(diags hcl.Diagnostics, reported []hcl.Range) hcl.Diagnostics {

@@ -22,6 +22,7 @@ const (
 	blockHealthcheck = "healthcheck"
 	blockProbe       = "probe"
 	blockState       = "state"
+	blockWaive       = "waive"
 )
 
 // Roots of references an expression may use.
@@ -46,6 +47,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: blockEnvironment, LabelNames: []string{"name"}},
 		{Type: blockProbe, LabelNames: []string{"name"}},
 		{Type: blockState},
+		{Type: blockWaive, LabelNames: []string{"code"}},
 	},
 }
 

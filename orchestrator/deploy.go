@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"strings"
+	"sync"
 	"time"
 
 	stackhcl "github.com/obcd/obcd/hcl"
@@ -48,7 +49,7 @@ type ContainerEngine interface {
 	Start(ctx context.Context, containerID string) error
 	WaitHealthy(ctx context.Context, containerID string) error
 	Publish(ctx context.Context, containerID string, spec ServiceSpec) error
-	Retire(ctx context.Context, containerID string, drain time.Duration) error
+	Retire(ctx context.Context, containerID string) error
 	RunOneOff(ctx context.Context, spec ServiceSpec, release string) (int, string, error)
 	Logs(ctx context.Context, containerID string, tail int) (string, error)
 	ImagePresent(ctx context.Context, ref string) (string, bool, error)
@@ -69,9 +70,6 @@ type Deployer struct {
 	Events  func(Event)
 	// Verify is how long post-deploy probes may take to pass.
 	Verify time.Duration
-	// Drain is how long a retired container keeps serving in-flight
-	// requests after it leaves the network alias.
-	Drain time.Duration
 	// Overlap is how long a new start-first replica and the one it
 	// replaces serve side by side before the old one leaves the alias:
 	// longer than a proxy in front (nginx) keeps the addresses it resolved,
@@ -84,6 +82,7 @@ type Deployer struct {
 	Probes func(*stackhcl.Stack) (probe.Plan, error)
 
 	backup *ServiceSpec // the backup job of the plan being executed
+	events sync.Mutex   // one event at a time, from concurrent steps
 }
 
 // backupService is the stack's backup job, if it has one.
@@ -96,6 +95,8 @@ func (d *Deployer) backupService() string {
 
 func (d *Deployer) emit(phase, service, container, format string, args ...any) {
 	if d.Events != nil {
+		d.events.Lock()
+		defer d.events.Unlock()
 		d.Events(Event{Time: time.Now(), Phase: phase, Service: service, Container: container, Message: fmt.Sprintf(format, args...)})
 	}
 }
@@ -178,9 +179,6 @@ func (d *Deployer) defaults() {
 	}
 	if d.HealthTimeout == 0 {
 		d.HealthTimeout = 90 * time.Second
-	}
-	if d.Drain == 0 {
-		d.Drain = 2 * time.Second
 	}
 	if d.Overlap == 0 {
 		d.Overlap = templates.NginxResolveTTL + time.Second
@@ -360,17 +358,85 @@ func (d *Deployer) converge(ctx context.Context, releaseID string, plan Plan, de
 		}
 	}
 	began := false
-	for _, a := range plan.Actions {
-		if a.Kind == ActionKeep {
+	for rest := plan.Actions; len(rest) > 0; {
+		wave := nextWave(rest, specs)
+		rest = rest[len(wave):]
+		var todo []Action
+		for _, a := range wave {
+			if a.Kind != ActionKeep {
+				todo = append(todo, a)
+			}
+		}
+		if len(todo) == 0 {
 			continue
 		}
 		began = true
-		d.emit("converge", a.Service, a.Container, "%s: %s", a.Kind, a.Reason)
-		if err := d.apply(ctx, releaseID, a, specs[a.Service]); err != nil {
+		if err := d.applyWave(ctx, releaseID, todo, specs); err != nil {
 			return began, err
 		}
 	}
 	return began, nil
+}
+
+// nextWave is the longest run of steps at the head of actions that may
+// run at the same time: new containers and stop-first replacements of
+// services none of which waits for another in the run. A one-off run, a
+// removal and a start-first replacement are waves of their own, in plan
+// order, so the point where new code starts serving stays where the plan
+// prints it.
+func nextWave(actions []Action, specs map[string]ServiceSpec) []Action {
+	if !concurrent(actions[0]) {
+		return actions[:1]
+	}
+	inWave := map[string]bool{}
+	n := 0
+	for _, a := range actions {
+		if !concurrent(a) {
+			break
+		}
+		if a.Kind != ActionKeep && waitsFor(specs[a.Service], inWave) {
+			break
+		}
+		if a.Kind != ActionKeep {
+			inWave[a.Service] = true
+		}
+		n++
+	}
+	return actions[:n]
+}
+
+func concurrent(a Action) bool {
+	return a.Kind == ActionKeep || a.Kind == ActionCreate || (a.Kind == ActionRecreate && !a.StartFirst)
+}
+
+func waitsFor(spec ServiceSpec, services map[string]bool) bool {
+	for _, dep := range spec.DependsOn {
+		if services[dep] {
+			return true
+		}
+	}
+	return false
+}
+
+// applyWave applies one wave's steps, all at once when there are several,
+// and waits for every one of them: a step that fails does not stop the
+// others, whose containers are then healthy or already removed again.
+func (d *Deployer) applyWave(ctx context.Context, releaseID string, wave []Action, specs map[string]ServiceSpec) error {
+	errs := make([]error, len(wave))
+	var wg sync.WaitGroup
+	for i, a := range wave {
+		d.emit("converge", a.Service, a.Container, "%s: %s", a.Kind, a.Reason)
+		if len(wave) == 1 {
+			return d.apply(ctx, releaseID, a, specs[a.Service])
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = d.apply(ctx, releaseID, a, specs[a.Service])
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (d *Deployer) apply(ctx context.Context, releaseID string, a Action, spec ServiceSpec) error {
@@ -460,19 +526,19 @@ func (d *Deployer) startHealthy(ctx context.Context, spec ServiceSpec, number in
 		return c, errors.Join(err, ErrConverge)
 	}
 	if err := d.Engine.Start(ctx, c.ID); err != nil {
-		_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID, 0)
+		_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID)
 		return c, errors.Join(err, ErrConverge)
 	}
 	wait, cancel := context.WithTimeout(ctx, d.HealthTimeout)
 	defer cancel()
 	if err := d.Engine.WaitHealthy(wait, c.ID); err != nil {
 		d.emit("converge", spec.Name, c.Name, "not healthy, removing it: %v", firstLine(err.Error()))
-		_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID, 0)
+		_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID)
 		return c, errors.Join(err, ErrConverge)
 	}
 	if spec.StartFirst {
 		if err := d.Engine.Publish(ctx, c.ID, spec); err != nil {
-			_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID, 0)
+			_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID)
 			return c, errors.Join(err, ErrConverge)
 		}
 	}
@@ -487,8 +553,8 @@ func (d *Deployer) retire(ctx context.Context, name string) error {
 	}
 	for _, c := range observed {
 		if c.Name == name {
-			d.emit("converge", c.Service, c.Name, "draining and removing")
-			if err := d.Engine.Retire(ctx, c.ID, d.Drain); err != nil {
+			d.emit("converge", c.Service, c.Name, "stopping and removing")
+			if err := d.Engine.Retire(ctx, c.ID); err != nil {
 				return errors.Join(err, ErrConverge)
 			}
 		}

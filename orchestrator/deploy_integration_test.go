@@ -145,7 +145,7 @@ func (e *deployEnv) deployer(version string) *Deployer {
 		e.t.Fatal(diags)
 	}
 	return &Deployer{Engine: e.engine, Docker: e.engine.API, Store: e.store, Stack: stack, Secrets: templates.MapSecrets{},
-		Verify: 15 * time.Second, HealthTimeout: 10 * time.Second, Drain: 500 * time.Millisecond, Overlap: 500 * time.Millisecond,
+		Verify: 15 * time.Second, HealthTimeout: 10 * time.Second, Overlap: 500 * time.Millisecond,
 		Events: func(ev Event) { e.t.Logf("[%s] %s %s", ev.Phase, ev.Container, ev.Message) }}
 }
 

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator/probe"
@@ -87,7 +86,7 @@ func (m *memEngine) Publish(_ context.Context, id string, spec ServiceSpec) erro
 	return nil
 }
 
-func (m *memEngine) Retire(_ context.Context, id string, _ time.Duration) error {
+func (m *memEngine) Retire(_ context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.record("retire %s", m.byID[id].Name)

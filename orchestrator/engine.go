@@ -613,10 +613,6 @@ func (e *Engine) withLogs(ctx context.Context, containerID string, failure *Cont
 	return failure
 }
 
-// Retire takes a container out of service: it disconnects it from its
-// project's network, so that DNS stops returning it, waits drain for
-// in-flight requests, stops it within its stop timeout and removes it.
-// Volumes are never removed. A container that is already gone is retired.
 // Publish puts a healthy start-first replica into the rotation: it
 // rejoins the project network with the service's alias, so DNS starts
 // returning it only now. (Docker cannot add an alias to a live endpoint.)
@@ -634,7 +630,16 @@ func (e *Engine) Publish(ctx context.Context, containerID string, spec ServiceSp
 	return nil
 }
 
-func (e *Engine) Retire(ctx context.Context, containerID string, drain time.Duration) error {
+// Retire takes a container out of service: it stops it within its stop
+// timeout while it is still on its network, then removes it. Volumes are
+// never removed. A container that is already gone is retired.
+//
+// It is not disconnected first: that would cut the connections of requests
+// in flight, which then never answer. Stopped in place, a server such as
+// gunicorn closes its listener at once and finishes what it is serving; a
+// proxy that still knows its address is refused at once and tries the next
+// replica, and Docker's DNS stops returning it when it has stopped.
+func (e *Engine) Retire(ctx context.Context, containerID string) error {
 	inspected, err := e.API.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		return nil
@@ -643,25 +648,11 @@ func (e *Engine) Retire(ctx context.Context, containerID string, drain time.Dura
 		return fmt.Errorf("retire container %s: %w", containerID, err)
 	}
 	name := engineOrString(strings.TrimPrefix(inspected.Container.Name, "/"), containerID)
-	var projectName string
-	if inspected.Container.Config != nil {
-		projectName = inspected.Container.Config.Labels[LabelProject]
-	}
-	// A failed disconnect (already disconnected, network gone) matters
-	// only if the container then stays: removal disconnects it too.
-	_, disconnectErr := e.API.NetworkDisconnect(ctx, ProjectNetworkName(projectName), client.NetworkDisconnectOptions{Container: containerID})
-	if disconnectErr == nil && drain > 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("retire container %s: draining: %w", name, ctx.Err())
-		case <-time.After(drain):
-		}
-	}
 	if _, err := e.API.ContainerStop(ctx, containerID, client.ContainerStopOptions{}); err != nil {
-		return errors.Join(fmt.Errorf("stop container %s: %w", name, err), engineDisconnectErr(name, disconnectErr))
+		return fmt.Errorf("stop container %s: %w", name, err)
 	}
 	if _, err := e.API.ContainerRemove(ctx, containerID, client.ContainerRemoveOptions{}); err != nil {
-		return errors.Join(fmt.Errorf("remove container %s: %w", name, err), engineDisconnectErr(name, disconnectErr))
+		return fmt.Errorf("remove container %s: %w", name, err)
 	}
 	return nil
 }
@@ -671,13 +662,6 @@ func engineOrString(value, fallback string) string {
 		return value
 	}
 	return fallback
-}
-
-func engineDisconnectErr(name string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("disconnect container %s: %w", name, err)
 }
 
 var engineNameUnsafe = regexp.MustCompile(`[^a-z0-9_.-]+`)

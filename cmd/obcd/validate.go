@@ -34,6 +34,18 @@ environment: the monitoring checks (monitoring.E001-E013, W001-W008), the
 readiness audit's findings (audit.A*) and secret hygiene (secrets.S*).
 Findings are grouped by severity, each with file:line and how to fix it.
 
+A warning or info check the stack cannot satisfy can be accepted in the
+stack file, with a reason that is reviewed like code:
+
+  waive "audit.A007" {
+    reason = "Grafana is not packaged by Debian; this stack runs only Debian-built images."
+  }
+
+Waived findings are listed apart, with their reasons; they count toward
+neither errors nor warnings and never change the exit code. Errors cannot
+be waived (waiver.V002), an unknown code is an error (waiver.V001), and a
+waiver that matches nothing is reported as info (waiver.V003).
+
 --deploy adds live checks against the environment's target: the Docker
 engine and its free disk, the images, that every secret has a value, the
 rendered env (DEBUG off, a real SECRET_KEY), the database and its
@@ -139,10 +151,16 @@ func printFindings(w io.Writer, ev *evaluation, code int) error {
 			fmt.Fprintf(w, "Migrations applied: %d\n", ev.live.Migrations)
 		}
 	}
+	var waived []checks.Finding
+	for _, f := range ev.findings {
+		if f.Waived() {
+			waived = append(waived, f)
+		}
+	}
 	for _, h := range severityHeadings {
 		var group []checks.Finding
 		for _, f := range ev.findings {
-			if f.Rule.Severity == h.severity {
+			if f.Rule.Severity == h.severity && !f.Waived() {
 				group = append(group, f)
 			}
 		}
@@ -151,11 +169,14 @@ func printFindings(w io.Writer, ev *evaluation, code int) error {
 		}
 		fmt.Fprintf(w, "\n%s (%d):\n", h.title, len(group))
 		for _, f := range group {
-			loc := f.Location()
-			if loc == "" {
-				loc = "(target)"
-			}
-			fmt.Fprintf(w, "  %s %s  %s\n    %s\n    fix: %s\n", h.mark, f.Rule.Code, loc, f.Text(), f.Rule.Fix)
+			fmt.Fprintf(w, "  %s %s  %s\n    %s\n    fix: %s\n", h.mark, f.Rule.Code, findingLocation(f), f.Text(), f.Rule.Fix)
+		}
+	}
+	if len(waived) > 0 {
+		fmt.Fprintf(w, "\nWaived (%d):\n", len(waived))
+		for _, f := range waived {
+			fmt.Fprintf(w, "  ~ %s  %s\n    %s\n    reason: %s\n    waiver: %s\n",
+				f.Rule.Code, findingLocation(f), f.Text(), f.Waiver.Reason, f.WaiverLocation())
 		}
 	}
 	c := checks.Count(ev.findings)
@@ -172,9 +193,22 @@ func printFindings(w io.Writer, ev *evaluation, code int) error {
 	if ev.live != nil {
 		mode = "static and live checks"
 	}
-	_, err := fmt.Fprintf(w, "\nSummary: %d error(s), %d warning(s), %d info; %s. Validation %s.\n",
-		c.Errors, c.Warnings, c.Info, mode, verdict)
+	accepted := ""
+	if c.Waived > 0 {
+		accepted = fmt.Sprintf(", %d waived", c.Waived)
+	}
+	_, err := fmt.Fprintf(w, "\nSummary: %d error(s), %d warning(s), %d info%s; %s. Validation %s.\n",
+		c.Errors, c.Warnings, c.Info, accepted, mode, verdict)
 	return err
+}
+
+// findingLocation is where a finding points, or "(target)" for a live
+// finding about the target rather than the file.
+func findingLocation(f checks.Finding) string {
+	if loc := f.Location(); loc != "" {
+		return loc
+	}
+	return "(target)"
 }
 
 type jsonFinding struct {
@@ -188,6 +222,9 @@ type jsonFinding struct {
 	Line     int    `json:"line,omitempty"`
 	Column   int    `json:"column,omitempty"`
 	Live     bool   `json:"live"`
+	// Waived findings count in the summary's waived, in no severity.
+	Waived       bool   `json:"waived"`
+	WaiverReason string `json:"waiver_reason,omitempty"`
 }
 
 func printFindingsJSON(w io.Writer, ev *evaluation, strict bool, code int) error {
@@ -210,11 +247,16 @@ func printFindingsJSON(w io.Writer, ev *evaluation, strict bool, code int) error
 		}
 	}
 	for _, f := range ev.findings {
-		out.Findings = append(out.Findings, jsonFinding{
+		jf := jsonFinding{
 			Code: f.Rule.Code, Severity: string(f.Rule.Severity), Priority: string(f.Rule.Priority),
 			Category: string(f.Rule.Category), Message: f.Text(), Fix: f.Rule.Fix,
 			File: f.Range.Filename, Line: f.Range.Start.Line, Column: f.Range.Start.Column, Live: f.Rule.Live,
-		})
+			Waived: f.Waived(),
+		}
+		if f.Waived() {
+			jf.WaiverReason = f.Waiver.Reason
+		}
+		out.Findings = append(out.Findings, jf)
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

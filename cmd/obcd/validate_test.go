@@ -44,6 +44,10 @@ func TestValidate_ExitCodes(t *testing.T) {
 		{"warning passes without strict", "monitoring.W008.hcl", nil, 0, "PASSED with warnings"},
 		{"warning fails under strict", "monitoring.W008.hcl", []string{"--strict"}, 2, "monitoring.W008"},
 		{"error wins over strict", "monitoring.E001.hcl", []string{"--strict"}, 1, "FAILED"},
+		{"waived warning passes strict", "audit.A007.waived.hcl", []string{"--strict"}, 0, "Waived (1):\n  ~ audit.A007"},
+		{"waived error still fails", "monitoring.E001.waived.hcl", nil, 1, "errors cannot be waived: fix them"},
+		{"waiver of an unknown code fails", "waiver.V001.hcl", nil, 1, `did you mean "audit.A007"`},
+		{"stale waiver is info under strict", "waiver.V003.hcl", []string{"--strict"}, 0, "i waiver.V003"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,6 +84,60 @@ func TestValidate_JSON(t *testing.T) {
 	}
 	if r.code != 2 || out.ExitCode != 2 || len(out.Findings) != 1 || out.Findings[0].Code != "monitoring.W008" || out.Summary.Warnings != 1 {
 		t.Errorf("exit %d, json %+v", r.code, out)
+	}
+}
+
+func TestValidate_WaivedFindingIsListedApartWithItsReason(t *testing.T) {
+	r := obcd(t, repoRoot, nil, "validate", "production", "-f", "testdata/stacks/audit.A007.waived.hcl", "--strict",
+		"--state-dir", stateWith(t, "testdata/stacks/clean.secrets", "production"))
+	for _, want := range []string{
+		"Waived (1):\n  ~ audit.A007  testdata/stacks/audit.A007.waived.hcl:3:1\n",
+		"    reason: Grafana is not packaged by Debian; this stack runs only Debian-built images.\n",
+		"    waiver: testdata/stacks/audit.A007.waived.hcl:102:1\n",
+		"Summary: 0 error(s), 0 warning(s), 0 info, 1 waived; static checks. Validation PASSED.",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "Warnings (") {
+		t.Errorf("a waived warning is also listed as a warning:\n%s", r.stdout)
+	}
+}
+
+func TestValidate_JSONMarksWaivedFindings(t *testing.T) {
+	r := obcd(t, repoRoot, nil, "validate", "production", "-f", "testdata/stacks/audit.A007.waived.hcl", "--strict", "--json",
+		"--state-dir", stateWith(t, "testdata/stacks/clean.secrets", "production"))
+	var out struct {
+		Findings []struct {
+			Code         string
+			Waived       *bool
+			WaiverReason string `json:"waiver_reason"`
+		}
+		Summary struct {
+			Errors, Warnings, Info int
+			Waived                 *int
+		}
+		ExitCode int `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+	}
+	if r.code != 0 || out.ExitCode != 0 || len(out.Findings) != 1 {
+		t.Fatalf("exit %d, json %+v", r.code, out)
+	}
+	f := out.Findings[0]
+	if f.Code != "audit.A007" || f.Waived == nil || !*f.Waived || !strings.HasPrefix(f.WaiverReason, "Grafana is not packaged by Debian") {
+		t.Errorf("finding %+v: want audit.A007 with waived true and the reason", f)
+	}
+	if out.Summary.Waived == nil || *out.Summary.Waived != 1 || out.Summary.Warnings != 0 || out.Summary.Errors != 0 {
+		t.Errorf("summary %+v: want waived 1 and no warnings", out.Summary)
+	}
+
+	plain := obcd(t, repoRoot, nil, "validate", "production", "-f", "testdata/stacks/monitoring.W008.hcl", "--json",
+		"--state-dir", stateWith(t, "testdata/stacks/clean.secrets", "production"))
+	if !strings.Contains(plain.stdout, `"waived": false`) || strings.Contains(plain.stdout, "waiver_reason") {
+		t.Errorf("an unwaived finding must say waived false and carry no reason:\n%s", plain.stdout)
 	}
 }
 
@@ -136,6 +194,35 @@ func TestAudit_OBCMSAsAuditedListsTheFiveBlockers(t *testing.T) {
 	goldenFile(t, filepath.Join(repoRoot, "testdata/audit/obcms-audited.md"), md.stdout)
 	if !strings.Contains(md.stdout, "## Critical Blocking Issues (Must Fix)") || strings.Count(md.stdout, "CRITICAL - BLOCKS DEPLOYMENT") != 5 {
 		t.Errorf("markdown does not list exactly five blockers")
+	}
+}
+
+func TestAudit_WaivedFindingIsAnAcceptedRisk(t *testing.T) {
+	state := stateWith(t, "testdata/stacks/clean.secrets", "production")
+	r := obcd(t, repoRoot, nil, "audit", "production", "-f", "testdata/stacks/audit.A007.waived.hcl", "--state-dir", state, "--format", "json")
+	var report struct {
+		Score         int
+		Ready         bool
+		Findings      []struct{ Code string }
+		AcceptedRisks []struct {
+			Code         string
+			Waived       bool
+			WaiverReason string `json:"waiver_reason"`
+		} `json:"accepted_risks"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
+		t.Fatalf("%v\n%s", err, r.stderr)
+	}
+	if r.code != 0 || report.Score != 100 || !report.Ready || len(report.Findings) != 0 {
+		t.Errorf("exit %d score %d ready %v findings %v: a waived warning must cost nothing", r.code, report.Score, report.Ready, report.Findings)
+	}
+	if len(report.AcceptedRisks) != 1 || report.AcceptedRisks[0].Code != "audit.A007" || !report.AcceptedRisks[0].Waived || report.AcceptedRisks[0].WaiverReason == "" {
+		t.Errorf("accepted risks = %+v", report.AcceptedRisks)
+	}
+	md := obcd(t, repoRoot, nil, "audit", "production", "-f", "testdata/stacks/audit.A007.waived.hcl", "--state-dir", state)
+	if !strings.Contains(md.stdout, "## Accepted Risks (Waived)") ||
+		!strings.Contains(md.stdout, "**Reason accepted:** Grafana is not packaged by Debian; this stack runs only Debian-built images.") {
+		t.Errorf("markdown does not list the accepted risk with its reason:\n%s", md.stdout)
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 //     60, and NEEDS WORK below.
 //   - The environment is ready to deploy only when no finding is critical
 //     and none has error severity.
+//   - A finding a waive block accepts costs nothing: it is listed as an
+//     accepted risk, with the waiver's reason. Errors cannot be waived.
 var penalties = map[Priority]int{
 	PriorityCritical: 40,
 	PriorityHigh:     20,
@@ -40,6 +42,7 @@ var ScoringRules = []string{
 	"The overall score is the mean of the twelve category scores, rounded to the nearest whole number.",
 	"A category is COMPLETE at 100, GOOD from 80, PARTIAL from 60, and NEEDS WORK below 60.",
 	"The environment is ready to deploy only when there is no critical finding and no error.",
+	"A finding that a waive block accepts costs nothing: the report lists it as an accepted risk, with the waiver's reason. Errors cannot be waived.",
 }
 
 // StatusFor maps a category score to its status.
@@ -74,24 +77,34 @@ type Report struct {
 	Ready       bool
 	Live        bool // live rules were evaluated
 	Categories  []CategoryScore
-	Findings    []Finding // sorted by priority, then code
-	// Passed lists the evaluated rules with no finding: the positive
-	// findings of the report.
+	Findings    []Finding // sorted by priority, then code; none waived
+	// Waived are the accepted risks: findings a waive block accepts,
+	// sorted like Findings. They are not scored.
+	Waived []Finding
+	// Passed lists the evaluated rules with no finding, waived or not:
+	// the positive findings of the report.
 	Passed []*Rule
 }
 
 // Audit scores findings into a report. Live rules count as evaluated
-// only when live is true.
+// only when live is true; waived findings are set apart, unscored.
 func Audit(stack *stackhcl.Stack, findings []Finding, live bool) Report {
 	r := Report{Stack: stack.Name, Environment: stack.Environment, File: stack.File, Live: live}
-	r.Findings = append([]Finding(nil), findings...)
-	sortByPriority(r.Findings)
 	failed := map[string]bool{}
+	for _, f := range findings {
+		failed[f.Rule.Code] = true
+		if f.Waived() {
+			r.Waived = append(r.Waived, f)
+		} else {
+			r.Findings = append(r.Findings, f)
+		}
+	}
+	sortByPriority(r.Findings)
+	sortByPriority(r.Waived)
 	lost := map[Category]int{}
 	count := map[Category]int{}
 	r.Ready = true
 	for _, f := range r.Findings {
-		failed[f.Rule.Code] = true
 		lost[f.Rule.Category] += penalties[f.Rule.Priority]
 		count[f.Rule.Category]++
 		if f.Rule.Priority == PriorityCritical || f.Rule.Severity == SeverityError {
@@ -131,19 +144,25 @@ func (r Report) ByPriority(p Priority) []Finding {
 	return out
 }
 
-// Headline is the report's one-line verdict.
+// Headline is the report's one-line verdict, and the accepted risks
+// when there are any.
 func (r Report) Headline() string {
 	critical := len(r.ByPriority(PriorityCritical))
+	var verdict string
 	switch {
 	case r.Ready && len(r.Findings) == 0:
-		return fmt.Sprintf("%d%% Ready, no findings", r.Score)
+		verdict = fmt.Sprintf("%d%% Ready, no findings", r.Score)
 	case r.Ready:
-		return fmt.Sprintf("%d%% Ready, %d finding(s) to review", r.Score, len(r.Findings))
+		verdict = fmt.Sprintf("%d%% Ready, %d finding(s) to review", r.Score, len(r.Findings))
 	case critical > 0:
-		return fmt.Sprintf("%d%% Ready with %d critical blocking issue(s)", r.Score, critical)
+		verdict = fmt.Sprintf("%d%% Ready with %d critical blocking issue(s)", r.Score, critical)
 	default:
-		return fmt.Sprintf("%d%% Ready with blocking errors", r.Score)
+		verdict = fmt.Sprintf("%d%% Ready with blocking errors", r.Score)
 	}
+	if len(r.Waived) > 0 {
+		verdict += fmt.Sprintf(", %d accepted risk(s)", len(r.Waived))
+	}
+	return verdict
 }
 
 var priorityRank = map[Priority]int{PriorityCritical: 0, PriorityHigh: 1, PriorityMedium: 2, PriorityLow: 3}

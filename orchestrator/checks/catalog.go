@@ -96,7 +96,14 @@ type Finding struct {
 	Rule    *Rule
 	Message string    // specific to this violation; the rule's Title when empty
 	Range   hcl.Range // what it points at; zero when nothing in the file applies
+	// Waiver is the stack's waive block that accepts this finding as a
+	// risk; nil when none does. A waived finding is still reported, but
+	// counts toward neither errors nor warnings.
+	Waiver *stackhcl.Waiver
 }
+
+// Waived reports whether a waive block accepts the finding.
+func (f Finding) Waived() bool { return f.Waiver != nil }
 
 // Text is the finding's message.
 func (f Finding) Text() string {
@@ -107,11 +114,22 @@ func (f Finding) Text() string {
 }
 
 // Location is file:line:col, or "" when the finding has no range.
-func (f Finding) Location() string {
-	if f.Range.Filename == "" {
+func (f Finding) Location() string { return location(f.Range) }
+
+// WaiverLocation is file:line:col of the waive block that accepts the
+// finding, or "" when none does.
+func (f Finding) WaiverLocation() string {
+	if f.Waiver == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s:%d:%d", f.Range.Filename, f.Range.Start.Line, f.Range.Start.Column)
+	return location(f.Waiver.DeclRange)
+}
+
+func location(r hcl.Range) string {
+	if r.Filename == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
 }
 
 // Input is what static rules read.
@@ -160,7 +178,8 @@ func Lookup(code string) *Rule {
 }
 
 // Run applies every static rule to the input and returns the findings,
-// most severe first, then by code and position.
+// most severe first, then by code and position, with the stack's waivers
+// attached to the findings they accept.
 func Run(in *Input) []Finding {
 	var findings []Finding
 	for _, rule := range catalog {
@@ -172,6 +191,7 @@ func Run(in *Input) []Finding {
 			findings = append(findings, f)
 		}
 	}
+	waive(in.Stack, findings)
 	Sort(findings)
 	return findings
 }
@@ -191,21 +211,25 @@ func findingLess(a, b Finding) bool {
 	return a.Range.Start.Byte < b.Range.Start.Byte
 }
 
-// Counts tallies findings by severity.
+// Counts tallies findings by severity; waived findings are counted apart,
+// in none of the severities.
 type Counts struct {
 	Errors   int `json:"errors"`
 	Warnings int `json:"warnings"`
 	Info     int `json:"info"`
+	Waived   int `json:"waived"`
 }
 
-// Count tallies findings by severity.
+// Count tallies findings by severity, and the waived ones apart.
 func Count(findings []Finding) Counts {
 	var c Counts
 	for _, f := range findings {
-		switch f.Rule.Severity {
-		case SeverityError:
+		switch {
+		case f.Waived():
+			c.Waived++
+		case f.Rule.Severity == SeverityError:
 			c.Errors++
-		case SeverityWarning:
+		case f.Rule.Severity == SeverityWarning:
 			c.Warnings++
 		default:
 			c.Info++
@@ -215,7 +239,8 @@ func Count(findings []Finding) Counts {
 }
 
 // ExitCode is the monitoring seed's contract: 1 when there are errors,
-// 2 when there are warnings and strict is set, else 0.
+// 2 when there are warnings and strict is set, else 0. Waived findings
+// never change it.
 func ExitCode(findings []Finding, strict bool) int {
 	c := Count(findings)
 	switch {

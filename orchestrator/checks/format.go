@@ -23,8 +23,12 @@ func (r Report) Markdown() string {
 	critical, high := r.ByPriority(PriorityCritical), r.ByPriority(PriorityHigh)
 	medium, low := r.ByPriority(PriorityMedium), r.ByPriority(PriorityLow)
 	b.WriteString("## Executive Summary\n\n")
-	fmt.Fprintf(&b, "%s has **%d critical blocking issue(s)**, **%d high-priority gap(s)** and %d medium and %d low-priority finding(s) for %s.\n\n",
+	fmt.Fprintf(&b, "%s has **%d critical blocking issue(s)**, **%d high-priority gap(s)** and %d medium and %d low-priority finding(s) for %s.",
 		strings.ToUpper(r.Stack), len(critical), len(high), len(medium), len(low), r.Environment)
+	if len(r.Waived) > 0 {
+		fmt.Fprintf(&b, " The stack file accepts %d more as risks (waive blocks); they are listed with their reasons and not scored.", len(r.Waived))
+	}
+	b.WriteString("\n\n")
 	fmt.Fprintf(&b, "### Overall Readiness Score: %d/100\n\n", r.Score)
 	b.WriteString("| Category | Score | Status |\n|----------|-------|--------|\n")
 	for _, c := range r.Categories {
@@ -58,6 +62,7 @@ func (r Report) Markdown() string {
 		}
 		b.WriteString("---\n\n")
 	}
+	r.writeAcceptedRisks(&b)
 	r.writePositives(&b)
 	r.writeChecklist(&b)
 	b.WriteString("## Scoring\n\n")
@@ -82,13 +87,50 @@ func writeIssue(b *strings.Builder, n int, status string, f Finding) {
 	fmt.Fprintf(b, "**Fix:** %s\n\n", f.Rule.Fix)
 }
 
+// writeAcceptedRisks lists the waived findings, each with the reason its
+// waive block gives; a report without waivers has no such section.
+func (r Report) writeAcceptedRisks(b *strings.Builder) {
+	if len(r.Waived) == 0 {
+		return
+	}
+	b.WriteString("## Accepted Risks (Waived)\n\n")
+	for i, f := range r.Waived {
+		fmt.Fprintf(b, "### %d. %s\n", i+1, f.Rule.Title)
+		fmt.Fprintf(b, "**Code:** `%s`  \n", f.Rule.Code)
+		if loc := f.Location(); loc != "" {
+			fmt.Fprintf(b, "**File:** `%s`  \n", loc)
+		}
+		fmt.Fprintf(b, "**Category:** %s  \n", f.Rule.Category)
+		fmt.Fprintf(b, "**Status:** ACCEPTED RISK (%s, not scored)  \n", f.Rule.Priority)
+		if f.Message != "" && f.Message != f.Rule.Title {
+			fmt.Fprintf(b, "**Issue:** %s  \n", f.Message)
+		}
+		fmt.Fprintf(b, "**Impact:** %s  \n", f.Rule.Impact)
+		fmt.Fprintf(b, "**Reason accepted:** %s  \n", f.Waiver.Reason)
+		fmt.Fprintf(b, "**Waiver:** `%s`\n\n", f.WaiverLocation())
+	}
+	b.WriteString("---\n\n")
+}
+
 func (r Report) writePositives(b *strings.Builder) {
 	b.WriteString("## Positive Findings ✅\n\n")
+	waived := map[Category]map[string]bool{}
+	for _, f := range r.Waived {
+		if waived[f.Rule.Category] == nil {
+			waived[f.Rule.Category] = map[string]bool{}
+		}
+		waived[f.Rule.Category][f.Rule.Code] = true
+	}
 	complete := []string{}
 	for _, c := range r.Categories {
-		if c.Status == StatusComplete && c.Checks > 0 {
-			complete = append(complete, fmt.Sprintf("%s (%d checks pass)", c.Category, c.Checks))
+		if c.Status != StatusComplete || c.Checks == 0 {
+			continue
 		}
+		line := fmt.Sprintf("%s (%d checks pass)", c.Category, c.Checks)
+		if n := len(waived[c.Category]); n > 0 {
+			line = fmt.Sprintf("%s (%d checks pass, %d waived)", c.Category, c.Checks-n, n)
+		}
+		complete = append(complete, line)
 	}
 	if len(complete) > 0 {
 		b.WriteString("### Complete (100%)\n")
@@ -106,9 +148,12 @@ func (r Report) writePositives(b *strings.Builder) {
 
 func (r Report) writeChecklist(b *strings.Builder) {
 	b.WriteString("## Deployment Readiness Checklist\n\n")
-	failed := map[string]bool{}
+	failed, waived := map[string]bool{}, map[string]bool{}
 	for _, f := range r.Findings {
 		failed[f.Rule.Code] = true
+	}
+	for _, f := range r.Waived {
+		waived[f.Rule.Code] = true
 	}
 	for _, c := range Categories {
 		fmt.Fprintf(b, "%s:\n", c)
@@ -122,6 +167,8 @@ func (r Report) writeChecklist(b *strings.Builder) {
 				mark, note = " ", " (live check: run with --live)"
 			case failed[rule.Code]:
 				mark = " "
+			case waived[rule.Code]:
+				mark, note = " ", " (waived: accepted risk)"
 			}
 			fmt.Fprintf(b, "- [%s] %s (`%s`)%s\n", mark, checklistItem(rule), rule.Code, note)
 		}
@@ -142,14 +189,16 @@ func checklistItem(rule *Rule) string {
 // JSON is the machine-readable form of a report.
 func (r Report) JSON() ([]byte, error) {
 	type jsonFinding struct {
-		Code     string `json:"code"`
-		Severity string `json:"severity"`
-		Priority string `json:"priority"`
-		Category string `json:"category"`
-		Message  string `json:"message"`
-		Location string `json:"location,omitempty"`
-		Impact   string `json:"impact"`
-		Fix      string `json:"fix"`
+		Code         string `json:"code"`
+		Severity     string `json:"severity"`
+		Priority     string `json:"priority"`
+		Category     string `json:"category"`
+		Message      string `json:"message"`
+		Location     string `json:"location,omitempty"`
+		Impact       string `json:"impact"`
+		Fix          string `json:"fix"`
+		Waived       bool   `json:"waived"`
+		WaiverReason string `json:"waiver_reason,omitempty"`
 	}
 	out := struct {
 		Stack       string          `json:"stack"`
@@ -161,19 +210,30 @@ func (r Report) JSON() ([]byte, error) {
 		Headline    string          `json:"headline"`
 		Categories  []CategoryScore `json:"categories"`
 		Findings    []jsonFinding   `json:"findings"`
+		Accepted    []jsonFinding   `json:"accepted_risks"`
 		Passed      []string        `json:"passed"`
 		Scoring     []string        `json:"scoring_rules"`
 	}{
 		Stack: r.Stack, Environment: r.Environment, File: r.File, Score: r.Score, Ready: r.Ready,
 		Live: r.Live, Headline: r.Headline(), Categories: r.Categories, Findings: []jsonFinding{},
-		Passed: []string{}, Scoring: ScoringRules,
+		Accepted: []jsonFinding{}, Passed: []string{}, Scoring: ScoringRules,
 	}
-	for _, f := range r.Findings {
-		out.Findings = append(out.Findings, jsonFinding{
+	encode := func(f Finding) jsonFinding {
+		jf := jsonFinding{
 			Code: f.Rule.Code, Severity: string(f.Rule.Severity), Priority: string(f.Rule.Priority),
 			Category: string(f.Rule.Category), Message: f.Text(), Location: f.Location(),
-			Impact: f.Rule.Impact, Fix: f.Rule.Fix,
-		})
+			Impact: f.Rule.Impact, Fix: f.Rule.Fix, Waived: f.Waived(),
+		}
+		if f.Waived() {
+			jf.WaiverReason = f.Waiver.Reason
+		}
+		return jf
+	}
+	for _, f := range r.Findings {
+		out.Findings = append(out.Findings, encode(f))
+	}
+	for _, f := range r.Waived {
+		out.Accepted = append(out.Accepted, encode(f))
 	}
 	for _, rule := range r.Passed {
 		out.Passed = append(out.Passed, rule.Code)
@@ -193,6 +253,8 @@ func CatalogMarkdown() string {
 	b.WriteString("Generated from the rule catalog in `orchestrator/checks` by `go test ./orchestrator/checks -update`; do not edit by hand.\n\n")
 	b.WriteString("`obcd validate ENV` runs the static rules; `--deploy` adds the live ones (marked **live**), which reach the environment's Docker engine, database and Redis. ")
 	b.WriteString("Exit codes: 0 all pass, 1 any error, 2 warnings under `--strict`. `obcd audit ENV` scores the same findings into a readiness report.\n\n")
+	b.WriteString("A stack can accept the risk of a warning or info check with `waive \"<code>\" { reason = \"...\" }`: its findings are still shown, as waived with the reason, but count toward neither errors nor warnings and cost the audit nothing. ")
+	b.WriteString("Errors cannot be waived: the `waiver.V*` checks refuse a waiver of an error or of an unknown code, and report a waiver that matches no finding.\n\n")
 	b.WriteString("| Code | Severity | Priority | Category | Check |\n|---|---|---|---|---|\n")
 	for _, rule := range catalog {
 		live := ""

@@ -136,7 +136,8 @@ type LiveReport struct {
 // database and Redis checks run in parallel; each network step has its own
 // timeout, and the whole run ends within liveBudgetSteps timeouts (or
 // ctx's deadline, when earlier). Unreachable targets are findings, never
-// errors, and no finding carries a secret's value.
+// errors, and no finding carries a secret's value. The stack's waivers are
+// attached to the findings they accept, as Run does.
 func RunLive(ctx context.Context, opts LiveOptions) LiveReport {
 	report := LiveReport{Migrations: -1}
 	if opts.Stack == nil {
@@ -174,6 +175,7 @@ func RunLive(ctx context.Context, opts LiveOptions) LiveReport {
 	wg.Wait()
 
 	run.redact(report.Findings)
+	waive(opts.Stack, report.Findings)
 	Sort(report.Findings)
 	return report
 }

@@ -381,7 +381,21 @@ func (c *sshCommandConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *sshCommandConn) Write(p []byte) (int, error) { return c.stdin.Write(p) }
+// Write writes to the command's stdin. A command that has already exited
+// (ssh refused the host or the key) breaks the pipe; its stderr says why.
+func (c *sshCommandConn) Write(p []byte) (int, error) {
+	n, err := c.stdin.Write(p)
+	if err != nil && errors.Is(err, syscall.EPIPE) {
+		select {
+		case <-c.exited:
+		case <-time.After(time.Second):
+		}
+		if msg := strings.TrimSpace(c.stderr.String()); msg != "" {
+			return n, fmt.Errorf("ssh %s: %s: %w", c.target, msg, err)
+		}
+	}
+	return n, err
+}
 
 // Close ends the command; closing twice is a no-op.
 func (c *sshCommandConn) Close() error {

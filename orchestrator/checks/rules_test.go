@@ -17,6 +17,7 @@ import (
 
 // stackFixtures holds clean.hcl and one <code>.hcl per static rule: a copy
 // of clean.hcl with the minimal change that makes exactly that rule fail.
+// A <code>.waived.hcl is <code>.hcl with a waive block for that rule.
 const stackFixtures = "../../testdata/stacks"
 
 // fixtureEnv is the environment a fixture is evaluated for: production,
@@ -170,7 +171,7 @@ func TestRuleFixtures_EveryFixtureNamesAStaticRule(t *testing.T) {
 	}
 	for _, path := range paths {
 		base := filepath.Base(path)
-		code := strings.TrimSuffix(strings.TrimSuffix(base, ".hcl"), ".secrets")
+		code := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(base, ".hcl"), ".secrets"), ".waived")
 		if !static[code] {
 			t.Errorf("fixture %s names no static rule", base)
 		}

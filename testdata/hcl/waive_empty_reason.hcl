@@ -1,0 +1,13 @@
+stack "demo" {
+  app_image = "demo/app"
+}
+
+service "web" "web" {}
+
+waive "audit.A007" {
+  reason = "   "
+}
+
+environment "staging" {
+  domain = "staging.demo.example"
+}
