@@ -216,12 +216,34 @@ func (d *Deployer) planFor(ctx context.Context, artifacts []templates.Artifact) 
 	if err != nil {
 		return Plan{}, nil, errors.Join(err, ErrRender)
 	}
+	if err := d.resolveImages(ctx, desired); err != nil {
+		return Plan{}, nil, errors.Join(err, ErrConverge)
+	}
 	project := templates.ProjectName(d.Stack)
 	observed, err := d.Engine.Observe(ctx, project)
 	if err != nil {
 		return Plan{}, nil, errors.Join(err, ErrConverge)
 	}
 	return MakePlan(project, desired, observed), desired, nil
+}
+
+// resolveImages records what each service's image reference points at on
+// the engine now, once per reference. A missing image stays "": the
+// deploy builds it or says it is missing before anything changes.
+func (d *Deployer) resolveImages(ctx context.Context, desired []ServiceSpec) error {
+	ids := map[string]string{}
+	for i, spec := range desired {
+		id, seen := ids[spec.Image]
+		if !seen {
+			resolved, _, err := d.Engine.ImagePresent(ctx, spec.Image)
+			if err != nil {
+				return err
+			}
+			id, ids[spec.Image] = resolved, resolved
+		}
+		desired[i].ImageID = id
+	}
+	return nil
 }
 
 // markInterrupted closes the records of deploys whose process died: the

@@ -476,3 +476,31 @@ func TestDeploy_BuildsAMissingImageFromTheStackContext(t *testing.T) {
 		t.Errorf("a missing image without a build block: %v", err)
 	}
 }
+
+func TestDeploy_ImageRebuiltUnderTheSameTagIsRolledOut(t *testing.T) {
+	e := newDeployEnv(t)
+	ctx := context.Background()
+	if first, err := e.deployer("v1").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatalf("first deploy: %v\n%s", err, first.Report)
+	}
+	api := e.engine.API.(testsvc.AppImageAPI)
+	testsvc.BuildAppImage(t, api, e.repo+":v1", testsvc.AppImageOptions{Version: "v1-rebuilt"})
+
+	again, err := e.deployer("v1").Deploy(ctx, DeployOptions{})
+	if err != nil {
+		t.Fatalf("deploy of the rebuilt v1: %v\n%s", err, again.Report)
+	}
+	// web's two replicas and the proxy, which runs the same image.
+	rebuilt := 0
+	for _, a := range again.Plan.Actions {
+		if a.Kind == ActionRecreate && strings.HasPrefix(a.Reason, "image rebuilt: "+e.repo+":v1 is now") {
+			rebuilt++
+		}
+	}
+	if rebuilt != 3 {
+		t.Errorf("plan for a rebuilt tag, want web-1, web-2 and the proxy replaced as rebuilt:\n%s", again.Plan)
+	}
+	if served := e.served(); served != "v1-rebuilt" {
+		t.Errorf("served %q after deploying the rebuilt tag, want v1-rebuilt", served)
+	}
+}

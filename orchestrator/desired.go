@@ -34,6 +34,11 @@ type ServiceSpec struct {
 	// StartFirst rolls the service by starting a new container and waiting
 	// for it to be healthy before retiring an old one (web).
 	StartFirst bool
+	// ImageID is what Image resolves to on the engine now ("" when the
+	// engine lacks it or nobody asked). It is not hashed: the planner
+	// compares it with a container's own image ID, so that an image
+	// rebuilt under the same tag replaces the containers of the old one.
+	ImageID string
 }
 
 // PortSpec publishes a container port on the host.

@@ -123,6 +123,8 @@ func planService(project string, spec ServiceSpec, containers []Container) []Act
 			a.Kind, a.Reason = ActionRecreate, fmt.Sprintf("image changed: %s -> %s", c.Image, spec.Image)
 		case c.Hash != hash:
 			a.Kind, a.Reason = ActionRecreate, "config hash changed"
+		case spec.ImageID != "" && c.ImageID != "" && c.ImageID != spec.ImageID:
+			a.Kind, a.Reason = ActionRecreate, fmt.Sprintf("image rebuilt: %s is now %s", spec.Image, shortImageID(spec.ImageID))
 		case c.State != "running":
 			a.Kind, a.Reason = ActionRecreate, "container is "+c.State
 		default:
@@ -141,6 +143,15 @@ func planService(project string, spec ServiceSpec, containers []Container) []Act
 		next++
 	}
 	return out
+}
+
+// shortImageID is an image ID as docker images prints it.
+func shortImageID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return id
 }
 
 func nextNumber(containers []Container) int {

@@ -25,12 +25,21 @@ func running(spec ServiceSpec, number int) Container {
 		Number: number, Hash: spec.Hash(), Image: spec.Image, State: "running"}
 }
 
+// builtAs is a running container created from the image with this ID.
+func builtAs(spec ServiceSpec, number int, imageID string) Container {
+	c := running(spec, number)
+	c.ImageID = imageID
+	return c
+}
+
 // TestMakePlan_Golden pins plans as printed text: the --dry-run output is
 // the oracle. -update rewrites testdata/plans.
 func TestMakePlan_Golden(t *testing.T) {
 	v1, v2 := webSpec("demo/app:1", 2), webSpec("demo/app:2", 2)
 	migrate2 := migrateSpec
 	migrate2.Image = "demo/app:2"
+	rebuilt := v1
+	rebuilt.ImageID = "sha256:9e1bu11t0000bbbb"
 	crashed := running(dbSpec, 1)
 	crashed.State = "exited"
 	cases := []struct {
@@ -45,6 +54,7 @@ func TestMakePlan_Golden(t *testing.T) {
 		{"scale-down-and-gone", []ServiceSpec{dbSpec, migrateSpec, webSpec("demo/app:1", 1)},
 			[]Container{running(dbSpec, 1), running(v1, 1), running(v1, 2), {Name: "demo-staging-old-1", Service: "old", Number: 1, State: "running"}}, true},
 		{"exited-db", []ServiceSpec{dbSpec}, []Container{crashed}, true},
+		{"rebuilt-image", []ServiceSpec{dbSpec, migrateSpec, rebuilt}, []Container{running(dbSpec, 1), builtAs(v1, 1, "sha256:0ld1mage0000aaaa"), builtAs(v1, 2, "sha256:0ld1mage0000aaaa")}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
