@@ -1,18 +1,28 @@
 # obcd: the two commands a fresh machine needs are `make demo` and `make test`.
 export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
-STACK   ?= stacks/obcms.hcl
+STACK   ?= stacks/e2e.hcl
 ENV     ?= staging
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build demo test unit e2e e2e-images deps fuzz bench bench-e2e fmt vet clean
+.PHONY: build demo demo-down render test unit e2e e2e-images deps fuzz bench bench-e2e fmt vet clean
 
 build: ## build ./obcd
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o obcd ./cmd/obcd
 
-demo: build ## the main job on the bundled example stack: secrets, then every artifact of staging
+demo: build deps e2e-images ## the main job on the bundled stack: secrets, the strict gate, a deploy of staging on this machine's Docker engine, and its proof
 	./obcd secrets init $(ENV) --stack $(STACK)
-	./obcd render $(ENV) --stack $(STACK)
+	./obcd validate $(ENV) --strict --stack $(STACK)
+	./obcd deploy $(ENV) --yes --stack $(STACK)
+	./obcd verify $(ENV) --stack $(STACK)
+	@echo "The site is at https://localhost:18443/ (self-signed certificate). make demo-down removes it, keeping its data."
+
+demo-down: build ## remove what make demo started (named volumes are kept; obcd down staging --volumes --stack stacks/e2e.hcl removes them too)
+	./obcd down $(ENV) --stack $(STACK)
+
+render: build ## every staging artifact of the full OBCMS example (stacks/obcms.hcl) into build/staging
+	./obcd secrets init $(ENV) --stack stacks/obcms.hcl
+	./obcd render $(ENV) --stack stacks/obcms.hcl
 
 deps: ## install the Debian packages the tests run against (idempotent)
 	bash .ci/deps

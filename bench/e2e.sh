@@ -13,8 +13,8 @@
 #            meanwhile: hey sends 40 requests a second through nginx
 # and for obcd alone:
 #   broken   from the start of a deploy of a release whose /ready/ fails
-#            until the stable release is serving alone again (obcd rolls
-#            back by itself), and the requests that failed meanwhile
+#            until obcd has rolled back by itself and the stable release
+#            serves alone again, and the requests that failed meanwhile
 #
 # It prints a Markdown table with obcd/compose ratios, and keeps it and the
 # raw numbers in bench/results/. Targets: 0 failed requests during obcd's
@@ -59,8 +59,9 @@ cp "$repo/stacks/e2e.hcl" "$work/obcd.hcl"
 cd "$work"
 ./obcd secrets init staging >/dev/null
 
-# hey_start NAME / hey_stop NAME: steady load through nginx, and the
-# number of requests that did not answer 2xx or 3xx.
+# hey_start NAME / hey_stop NAME: steady load through nginx; hey_stop sets
+# hey_result to "FAILED/SENT", failed being the requests that did not
+# answer 2xx or 3xx. (Not called in $(...): a subshell cannot wait for hey.)
 hey_start() {
   hey -z 15m -c 4 -q 10 -t 10 "$url" >"$work/hey.$1" 2>&1 &
   hey_pid=$!
@@ -71,7 +72,7 @@ hey_stop() {
   kill -INT "$hey_pid" 2>/dev/null || true
   wait "$hey_pid" 2>/dev/null || true
   hey_pid=""
-  awk '
+  hey_result=$(awk '
     /^Status code distribution:/ { s = "status"; next }
     /^Error distribution:/ { s = "error"; next }
     /^[^ ]/ { s = "" }
@@ -79,7 +80,8 @@ hey_stop() {
       code = substr($0, RSTART + 1, 3); n = $2; total += n; if (code + 0 >= 400) failed += n }
     s == "error" && match($0, /\[[0-9]+\]/) {
       n = substr($0, RSTART + 1, RLENGTH - 2); total += n; failed += n }
-    END { printf "%d/%d\n", failed + 0, total + 0 }' "$work/hey.$1"
+    END { printf "%d/%d\n", failed + 0, total + 0 }' "$work/hey.$1")
+  case "$hey_result" in */0) die "hey sent no requests: $(tail -n 5 "$work/hey.$1")" ;; esac
 }
 
 # wait_compose_healthy: every container of the compose project is healthy
@@ -118,7 +120,7 @@ log "docker-compose: upgrade under load"
 hey_start compose-upgrade
 t0=$(now); compose_up 1.1.0; wait_compose_healthy; t1=$(now)
 c_upgrade=$(elapsed "$t0" "$t1")
-c_failed=$(hey_stop compose-upgrade)
+hey_stop compose-upgrade; c_failed=$hey_result
 [ "$(serving)" = 1.1.0 ] || die "docker-compose upgrade: the site does not serve 1.1.0"
 (cd "$work/compose" && docker-compose -p "$compose_project" --env-file "$work/.obcd/staging.secrets" -f v1.yml down -v >/dev/null 2>&1)
 
@@ -132,7 +134,7 @@ log "obcd: upgrade under load"
 hey_start obcd-upgrade
 t0=$(now); ./obcd deploy staging --yes --var app_version=1.1.0 >"$work/obcd-upgrade.log" 2>&1 || { tail -n 40 "$work/obcd-upgrade.log" >&2; die "obcd upgrade failed"; }; t1=$(now)
 o_upgrade=$(elapsed "$t0" "$t1")
-o_failed=$(hey_stop obcd-upgrade)
+hey_stop obcd-upgrade; o_failed=$hey_result
 log "obcd: broken release under load, rolled back by itself"
 hey_start obcd-broken
 t0=$(now)
@@ -141,7 +143,7 @@ if ./obcd deploy staging --yes --var app_version=9.9.9-broken >"$work/obcd-broke
 fi
 t1=$(now)
 o_broken=$(elapsed "$t0" "$t1")
-o_broken_failed=$(hey_stop obcd-broken)
+hey_stop obcd-broken; o_broken_failed=$hey_result
 [ "$(serving)" = 1.1.0 ] || die "after the rollback the site does not serve 1.1.0"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
@@ -157,7 +159,7 @@ table="$results/e2e-$(date -u +%Y%m%dT%H%M%SZ).md"
   echo "| no-op deploy (s) | $o_noop | $c_noop | $(ratio "$o_noop" "$c_noop") |"
   echo "| upgrade 1.0.0 -> 1.1.0 (s) | $o_upgrade | $c_upgrade | $(ratio "$o_upgrade" "$c_upgrade") |"
   echo "| failed requests during the upgrade (failed/sent) | $o_failed | $c_failed | |"
-  echo "| broken release until stable serves alone (s) | $o_broken | n/a (no rollback) | |"
+  echo "| broken release: deploy start until rolled back, stable serving throughout (s) | $o_broken | n/a (no rollback) | |"
   echo "| failed requests during the broken release and rollback | $o_broken_failed | n/a | |"
 } | tee "$table"
 log "kept in $table"

@@ -402,11 +402,18 @@ func (d *Deployer) converge(ctx context.Context, releaseID string, plan Plan, de
 
 // nextWave is the longest run of steps at the head of actions that may
 // run at the same time: new containers and stop-first replacements of
-// services none of which waits for another in the run. A one-off run, a
-// removal and a start-first replacement are waves of their own, in plan
-// order, so the point where new code starts serving stays where the plan
-// prints it.
+// services none of which waits for another in the run, or the start-first
+// replacements of one service's replicas (rolled together by startFirst).
+// A one-off run and a removal are waves of their own, in plan order, so
+// the point where new code starts serving stays where the plan prints it.
 func nextWave(actions []Action, specs map[string]ServiceSpec) []Action {
+	if first := actions[0]; first.Kind == ActionRecreate && first.StartFirst {
+		n := 1
+		for n < len(actions) && actions[n].Kind == ActionRecreate && actions[n].StartFirst && actions[n].Service == first.Service {
+			n++
+		}
+		return actions[:n]
+	}
 	if !concurrent(actions[0]) {
 		return actions[:1]
 	}
@@ -444,6 +451,14 @@ func waitsFor(spec ServiceSpec, services map[string]bool) bool {
 // and waits for every one of them: a step that fails does not stop the
 // others, whose containers are then healthy or already removed again.
 func (d *Deployer) applyWave(ctx context.Context, releaseID string, wave []Action, specs map[string]ServiceSpec) error {
+	if first := wave[0]; first.Kind == ActionRecreate && first.StartFirst {
+		olds := make([]string, len(wave))
+		for i, a := range wave {
+			d.emit("converge", a.Service, a.Container, "%s: %s", a.Kind, a.Reason)
+			olds[i] = a.Container
+		}
+		return d.startFirst(ctx, specs[first.Service], olds, releaseID)
+	}
 	errs := make([]error, len(wave))
 	var wg sync.WaitGroup
 	for i, a := range wave {
@@ -479,7 +494,7 @@ func (d *Deployer) apply(ctx context.Context, releaseID string, a Action, spec S
 		return d.retire(ctx, a.Container)
 	case ActionRecreate:
 		if a.StartFirst {
-			return d.startFirst(ctx, spec, a.Container, releaseID)
+			return d.startFirst(ctx, spec, []string{a.Container}, releaseID)
 		}
 		if err := d.retire(ctx, a.Container); err != nil {
 			return err
@@ -511,33 +526,56 @@ func (d *Deployer) backupBeforeMigrate(ctx context.Context, releaseID string) er
 	return nil
 }
 
-// startFirst replaces a container with no gap: the new one must be
-// healthy before the old one leaves the alias; if it is not, it is
-// disposed of and the old one keeps serving.
-func (d *Deployer) startFirst(ctx context.Context, spec ServiceSpec, old, releaseID string) error {
+// startFirst replaces a service's containers with no gap: one new
+// replica per old one, all started at once (a surge of the service's
+// replica count), and only when every new one is healthy and in the alias
+// do the old ones go, after the overlap. If any new one fails, every new
+// one is disposed of and the old ones keep serving, untouched.
+func (d *Deployer) startFirst(ctx context.Context, spec ServiceSpec, olds []string, releaseID string) error {
 	observed, err := d.Engine.Observe(ctx, spec.Project)
 	if err != nil {
 		return errors.Join(err, ErrConverge)
 	}
-	number := 1
+	base := 1
 	for _, c := range observed {
-		if c.Service == spec.Name && c.Number >= number {
-			number = c.Number + 1
+		if c.Service == spec.Name && c.Number >= base {
+			base = c.Number + 1
 		}
 	}
-	created, err := d.startHealthy(ctx, spec, number, releaseID)
-	if err != nil {
+	created := make([]Container, len(olds))
+	errs := make([]error, len(olds))
+	var wg sync.WaitGroup
+	for i := range olds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created[i], errs[i] = d.startHealthy(ctx, spec, base+i, releaseID)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for i, c := range created {
+			if errs[i] == nil {
+				d.emit("converge", spec.Name, c.Name, "removing it: another new replica failed")
+				_ = d.Engine.Retire(context.WithoutCancel(ctx), c.ID)
+			}
+		}
 		return err
 	}
 	if d.Overlap > 0 {
-		d.emit("converge", spec.Name, created.Name, "serving beside %s for %s while proxies re-resolve", old, d.Overlap)
+		d.emit("converge", spec.Name, "", "new and old replicas serve side by side for %s while proxies re-resolve", d.Overlap)
 		select {
 		case <-ctx.Done():
 			return errors.Join(ctx.Err(), ErrConverge)
 		case <-time.After(d.Overlap):
 		}
 	}
-	return d.retire(ctx, old)
+	for _, old := range olds {
+		if err := d.retire(ctx, old); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startHealthy creates, starts and waits for one healthy container; a

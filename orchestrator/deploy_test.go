@@ -161,9 +161,10 @@ func memDeployer(t *testing.T, engine *memEngine, store Store, version string) *
 }
 
 // TestDeploy_ExecutorOrderStartFirst pins the executor's order with the
-// fake: migrate runs before any web change; each web replica is replaced
-// start-first (created, started, healthy, published) before the old one
-// retires; the running image is tagged stable before anything changes.
+// fake: migrate runs before any web change; web is replaced start-first,
+// its new replicas together (each created, started, healthy, published),
+// and the old ones retire only after every new one serves; the running
+// image is tagged stable before anything changes.
 func TestDeploy_ExecutorOrderStartFirst(t *testing.T) {
 	engine, store := newMemEngine(), OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	ctx := context.Background()
@@ -174,22 +175,37 @@ func TestDeploy_ExecutorOrderStartFirst(t *testing.T) {
 	if _, err := memDeployer(t, engine, store, "v2").Deploy(ctx, DeployOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{
-		"tag mem/app:v1 as mem/app:stable",
-		"run migrate (mem/app:v2) exit 0",
-		"create mem-staging-web-3 (mem/app:v2)", "start mem-staging-web-3", "healthy mem-staging-web-3", "publish mem-staging-web-3 as web",
-		"retire mem-staging-web-1",
-		"create mem-staging-web-4 (mem/app:v2)", "start mem-staging-web-4", "healthy mem-staging-web-4", "publish mem-staging-web-4 as web",
-		"retire mem-staging-web-2",
-	}
 	got := engine.steps()
 	if len(got) < 2 || !strings.HasPrefix(got[1], "tag mem/app:v1 as mem/app:stable-") {
-		t.Errorf("no stable-<release> tag: %v", got)
-	} else {
-		got = append(got[:1], got[2:]...)
+		t.Fatalf("no stable-<release> tag: %v", got)
 	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("executor order:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	got = append(got[:1], got[2:]...)
+	head := []string{"tag mem/app:v1 as mem/app:stable", "run migrate (mem/app:v2) exit 0"}
+	if len(got) != 12 || strings.Join(got[:2], "\n") != strings.Join(head, "\n") {
+		t.Fatalf("executor order:\n%s\nwant the stable tag, then migrate, then web", strings.Join(got, "\n"))
+	}
+	// The two new replicas start together, each created, started, healthy
+	// and published in that order; the old ones retire only after both.
+	position := map[string]int{}
+	for i, step := range got {
+		position[step] = i
+	}
+	for _, replica := range []string{"mem-staging-web-3", "mem-staging-web-4"} {
+		steps := []string{"create " + replica + " (mem/app:v2)", "start " + replica, "healthy " + replica, "publish " + replica + " as web"}
+		for i, step := range steps {
+			at, ok := position[step]
+			if !ok || (i > 0 && at < position[steps[i-1]]) {
+				t.Errorf("%s: %q out of order or missing:\n%s", replica, step, strings.Join(got, "\n"))
+			}
+		}
+		for _, old := range []string{"retire mem-staging-web-1", "retire mem-staging-web-2"} {
+			if position[old] < position["publish "+replica+" as web"] {
+				t.Errorf("%s before %s is published:\n%s", old, replica, strings.Join(got, "\n"))
+			}
+		}
+	}
+	if got[10] != "retire mem-staging-web-1" || got[11] != "retire mem-staging-web-2" {
+		t.Errorf("the old replicas do not retire last, in order:\n%s", strings.Join(got, "\n"))
 	}
 }
 

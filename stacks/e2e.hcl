@@ -125,6 +125,15 @@ service "web" "web" {
   replicas = 2
   workers  = 2
   memory   = "512M"
+
+  # The rendered readiness check, every 3s instead of 10s (see below).
+  healthcheck {
+    test         = ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready/', timeout=4)"]
+    interval     = "3s"
+    timeout      = "5s"
+    retries      = 3
+    start_period = "30s"
+  }
 }
 
 service "nginx" "nginx" {
@@ -180,9 +189,10 @@ service "redis" "redis" {
   memory           = "256M"
 }
 
-# The healthchecks below are the rendered ones with shorter intervals:
-# Docker (20.10 here) runs the first check only after one interval, and a
-# deploy waits for healthy, so a 30s or 1m interval is a 30s or 1m deploy.
+# The healthchecks of web, celery and backup here are the rendered ones
+# with shorter intervals: Docker (20.10 here) runs the first check only
+# after one interval, and a deploy waits for healthy, so a 30s or 1m
+# interval is a 30s or 1m deploy.
 service "celery_worker" "celery-worker" {
   replicas    = 1
   concurrency = 2

@@ -161,9 +161,11 @@ func newDeployCommand(global *globalOptions) *cobra.Command {
 plans against what runs, tags the running app image as <repo>:stable and
 <repo>:stable-<release>, checks the images, creates networks and volumes,
 delivers config files into the containers through the API, runs migrate
-as a one-off before any web change, rolls web start-first (a new replica is
-healthy before an old one leaves the network alias, then drains), updates
-the other services, and runs the probes over a verification window.
+as a one-off before any web change, starts new containers that do not
+wait for each other together, rolls web start-first (one new replica per
+old one, all at once; the old ones stop only when every new one is healthy
+and in the network alias, after an overlap longer than nginx's DNS cache),
+updates the other services, and runs the probes over a verification window.
 
 On success the release is recorded as stable. A failure after changes
 began rolls back by itself to the stable release (its images, rendered
