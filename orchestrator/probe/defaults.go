@@ -334,6 +334,7 @@ func (b *builder) applyOverrides() error {
 			}
 			b.drafts = append(b.drafts, d)
 			i = len(b.drafts) - 1
+			b.unskip(pc.Name)
 		}
 		if pc.Enabled != nil && !*pc.Enabled {
 			b.drafts = append(b.drafts[:i], b.drafts[i+1:]...)
@@ -344,6 +345,18 @@ func (b *builder) applyOverrides() error {
 		}
 	}
 	return nil
+}
+
+// unskip drops the note that probe name could not be derived: the stack
+// declares it itself.
+func (b *builder) unskip(name string) {
+	kept := b.skipped[:0]
+	for _, note := range b.skipped {
+		if !strings.HasPrefix(note, name+":") {
+			kept = append(kept, note)
+		}
+	}
+	b.skipped = kept
 }
 
 func (b *builder) find(name string) int {
