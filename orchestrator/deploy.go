@@ -666,7 +666,7 @@ func (d *Deployer) rollbackAfter(ctx context.Context, result DeployResult, rel R
 	rel.Outcome, rel.RolledBackTo = OutcomeRolledBack, stable.ID
 	_ = d.Store.Save(rctx, rel)
 	result.Release, result.RolledBack = rel, true
-	if _, err := d.restore(rctx, stable); err != nil {
+	if _, err := d.restore(rctx, stable, stable.ID); err != nil {
 		return result, errors.Join(cause, fmt.Errorf("rollback to %s also failed: %w", stable.ID, err))
 	}
 	return result, cause
@@ -676,16 +676,43 @@ func (d *Deployer) rollbackAfter(ctx context.Context, result DeployResult, rel R
 // rendered config and env, not today's. It verifies the result.
 func (d *Deployer) Rollback(ctx context.Context, to Release) (DeployResult, error) {
 	d.defaults()
-	results, err := d.restore(ctx, to)
-	result := DeployResult{Release: to, Failed: probe.Failures(results)}
+	artifacts, err := d.Store.LoadArtifacts(ctx, to.ID)
 	if err != nil {
+		return DeployResult{Release: to}, err
+	}
+	rec := d.rollbackRecord(to)
+	if err := d.Store.SaveArtifacts(ctx, rec.ID, artifacts); err != nil {
+		return DeployResult{Release: rec}, err
+	}
+	if err := d.Store.Save(ctx, rec); err != nil {
+		return DeployResult{Release: rec}, err
+	}
+	results, err := d.restore(ctx, to, rec.ID)
+	rec.Probes, rec.Finished = results, time.Now().UTC()
+	result := DeployResult{Release: rec, Failed: probe.Failures(results)}
+	if err != nil {
+		rec.Outcome, rec.Message = OutcomeFailed, err.Error()
+		_ = d.Store.Save(context.WithoutCancel(ctx), rec)
+		result.Release = rec
 		return result, err
 	}
-	to.Stable, to.Message = true, "restored by rollback"
-	if err := d.Store.Save(ctx, to); err != nil {
+	rec.Outcome, rec.Stable = OutcomeSucceeded, true
+	if err := d.Store.Save(ctx, rec); err != nil {
 		return result, err
 	}
-	return result, d.markStable(ctx, to.ID)
+	result.Release = rec
+	return result, d.markStable(ctx, rec.ID)
+}
+
+// rollbackRecord is the release a manual rollback to `to` makes: to's
+// version, images and config, with its own ID, time, user and host.
+func (d *Deployer) rollbackRecord(to Release) Release {
+	now := time.Now().UTC()
+	rec := Release{ID: NewReleaseID(now), Environment: to.Environment, Created: now, User: currentUser(),
+		Version: to.Version, Images: to.Images, ImageDigests: to.ImageDigests, ConfigHash: to.ConfigHash,
+		SecretVersions: to.SecretVersions, Outcome: OutcomeInProgress, RollbackOf: to.ID}
+	rec.Host, _ = os.Hostname()
+	return rec
 }
 
 // markStable makes id the only stable release: the one that runs now,
@@ -706,8 +733,9 @@ func (d *Deployer) markStable(ctx context.Context, id string) error {
 	return nil
 }
 
-// restore converges to a release's saved artifacts and runs the probes.
-func (d *Deployer) restore(ctx context.Context, to Release) ([]probe.Result, error) {
+// restore converges to a release's saved artifacts and runs the probes;
+// the containers it creates carry releaseID.
+func (d *Deployer) restore(ctx context.Context, to Release, releaseID string) ([]probe.Result, error) {
 	artifacts, err := d.Store.LoadArtifacts(ctx, to.ID)
 	if err != nil {
 		return nil, err
@@ -717,7 +745,7 @@ func (d *Deployer) restore(ctx context.Context, to Release) ([]probe.Result, err
 		return nil, err
 	}
 	d.emit("rollback", "", "", "%d steps to release %s", len(plan.Actions)-plan.Count(ActionKeep), to.ID)
-	if _, err := d.converge(ctx, to.ID, plan, desired); err != nil {
+	if _, err := d.converge(ctx, releaseID, plan, desired); err != nil {
 		return nil, err
 	}
 	return d.verify(ctx)

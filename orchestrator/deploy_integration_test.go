@@ -277,7 +277,8 @@ func TestDeploy_UpgradeRollbackAndHistoryOnTheRealEngine(t *testing.T) {
 		t.Errorf("a configuration that failed before was not refused: %v", err)
 	}
 
-	if _, err := e.deployer("v2").Rollback(ctx, first.Release); err != nil {
+	rollback, err := e.deployer("v2").Rollback(ctx, first.Release)
+	if err != nil {
 		t.Fatalf("rollback --to v1: %v", err)
 	}
 	if e.served() != "v1" {
@@ -292,12 +293,13 @@ func TestDeploy_UpgradeRollbackAndHistoryOnTheRealEngine(t *testing.T) {
 	for _, r := range history {
 		outcomes = append(outcomes, r.Version+":"+string(r.Outcome))
 	}
-	if got := strings.Join(outcomes, " "); got != "v1:succeeded v2:succeeded v3:rolled-back v4:rolled-back" {
-		t.Errorf("history = %s", got)
+	if got := strings.Join(outcomes, " "); got != "v1:succeeded v2:succeeded v3:rolled-back v4:rolled-back v1:succeeded" {
+		t.Errorf("history = %s, want the rollback to v1 as a release of its own", got)
 	}
 	stable, _, _ := e.store.Stable(ctx)
-	if stable.ID != first.Release.ID {
-		t.Errorf("stable after rollback --to = %s, want %s", stable.ID, first.Release.ID)
+	if stable.ID != rollback.Release.ID || stable.RollbackOf != first.Release.ID || stable.ConfigHash != first.Release.ConfigHash {
+		t.Errorf("stable after rollback --to = %s (rollback of %q), want the rollback's record %s of %s",
+			stable.ID, stable.RollbackOf, rollback.Release.ID, first.Release.ID)
 	}
 }
 

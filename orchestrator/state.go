@@ -55,6 +55,10 @@ type Release struct {
 	Stable         bool              `json:"stable"`            // the release rollbacks return to
 	Message        string            `json:"message,omitempty"` // why it failed, or what was rolled back to
 	RolledBackTo   string            `json:"rolled_back_to,omitempty"`
+	// RollbackOf is the release a manual rollback returned to: the
+	// rollback is a release of its own, with that release's images and
+	// config, so history says who rolled back, when, and to what.
+	RollbackOf string `json:"rollback_of,omitempty"`
 }
 
 // releaseIDLayout is the time part of a release ID: UTC, to the second,

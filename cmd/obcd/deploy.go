@@ -307,10 +307,11 @@ Exit codes: 0 rolled back and verified; 1 failed; 64 usage error.`,
 			if err != nil {
 				return err
 			}
-			if _, err := d.Rollback(ctx, target); err != nil {
+			result, err := d.Rollback(ctx, target)
+			if err != nil {
 				return reportedError{fmt.Errorf("rollback to %s: %w", target.ID, err), ExitFailure}
 			}
-			fmt.Fprintf(global.stdout, "Rolled back to release %s (%s).\n", target.ID, target.Version)
+			fmt.Fprintf(global.stdout, "Rolled back to release %s (%s), recorded as release %s.\n", target.ID, target.Version, result.Release.ID)
 			return nil
 		},
 	}
@@ -366,6 +367,9 @@ func newHistoryCommand(global *globalOptions) *cobra.Command {
 				note := r.Message
 				if r.RolledBackTo != "" {
 					note = "rolled back to " + r.RolledBackTo + ": " + note
+				}
+				if r.RollbackOf != "" {
+					note = strings.TrimSuffix("rollback to "+r.RollbackOf+": "+note, ": ")
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Created.Format(time.RFC3339), r.User, r.Version, r.Outcome, stable, oneLine(note))
 			}

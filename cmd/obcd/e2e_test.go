@@ -269,10 +269,11 @@ func (e *e2eEnv) checkHistory(first, second string) {
 	e.t.Helper()
 	r := e.mustRun(0, "history", "staging", "--json")
 	var releases []struct {
-		ID      string `json:"id"`
-		Version string `json:"version"`
-		Outcome string `json:"outcome"`
-		Stable  bool   `json:"stable"`
+		ID         string `json:"id"`
+		Version    string `json:"version"`
+		Outcome    string `json:"outcome"`
+		Stable     bool   `json:"stable"`
+		RollbackOf string `json:"rollback_of"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &releases); err != nil {
 		e.t.Fatalf("history --json: %v\n%s", err, r.stdout)
@@ -291,10 +292,14 @@ func (e *e2eEnv) checkHistory(first, second string) {
 	if got := outcomes["9.9.9-broken"]; len(got) != 1 || got[0] != "rolled-back" {
 		e.t.Errorf("history has the broken release as %v, want one rolled-back:\n%s", got, r.stdout)
 	}
-	// A rollback makes the release it returns to the stable one again.
-	for _, rel := range releases {
-		if want := rel.ID == first; rel.Stable != want {
-			e.t.Errorf("release %s (%s) stable = %v, want %v after rollback --to %s:\n%s", rel.ID, rel.Version, rel.Stable, want, first, r.stdout)
+	// The rollback is a release of its own, the stable one now, last.
+	last := releases[len(releases)-1]
+	if last.RollbackOf != first || last.Version != "1.0.0" || last.Outcome != "succeeded" || !last.Stable {
+		e.t.Errorf("the last release is %+v, want the succeeded, stable rollback to %s:\n%s", last, first, r.stdout)
+	}
+	for _, rel := range releases[:len(releases)-1] {
+		if rel.Stable {
+			e.t.Errorf("release %s (%s) is still stable after the rollback:\n%s", rel.ID, rel.Version, r.stdout)
 		}
 	}
 	text := e.mustRun(0, "history", "staging")

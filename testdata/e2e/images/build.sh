@@ -79,6 +79,8 @@ fi
 docker tag "$base_tag" obcd-e2e/base:latest
 base_id="$(docker image inspect -f '{{.Id}}' "$base_tag")"
 
+build_log="$(mktemp /var/tmp/obcd-e2e-build.XXXXXX)"
+trap 'rm -f "$build_log"' EXIT
 # build TAG CONTEXT [BUILD-ARG ...]: builds CONTEXT as TAG unless an image
 # with the same content hash is already tagged so.
 build() {
@@ -92,7 +94,12 @@ build() {
   local args=()
   for a in "$@"; do args+=(--build-arg "$a"); done
   log "building $tag"
-  docker build -q --label "org.obcd.e2e.hash=$hash" "${args[@]}" -t "$tag" "$context" >/dev/null
+  # The classic builder warns that it is deprecated on every build; its
+  # output is shown only when the build fails.
+  if ! docker build --label "org.obcd.e2e.hash=$hash" "${args[@]}" -t "$tag" "$context" >"$build_log" 2>&1; then
+    tail -n 40 "$build_log" >&2
+    die "building $tag failed"
+  fi
 }
 
 for dir in "$here"/*/; do
@@ -105,7 +112,7 @@ done
 # The sample app, in three releases: a good one, its upgrade, and one whose
 # /ready/ fails (a database it cannot reach), for the automatic rollback.
 app_ctx="$(mktemp -d /var/tmp/obcd-e2e-app.XXXXXX)"
-trap 'rm -rf "$app_ctx"' EXIT
+trap 'rm -rf "$app_ctx" "$build_log"' EXIT
 cp -r "$here/app/." "$app_ctx/"
 cp -r "$repo/testdata/sampleapp" "$app_ctx/sampleapp"
 build obcms/app:1.0.0 "$app_ctx" APP_VERSION=1.0.0
