@@ -60,6 +60,18 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 			t.Fatalf("%s is not installed: run bash .ci/deps", tool)
 		}
 	}
+	// make e2e built the images just before: a second build, cached by
+	// content, must build nothing.
+	rebuild, err := exec.Command("bash", "../../testdata/e2e/images/build.sh").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, rebuild)
+	}
+	for _, line := range strings.Split(string(rebuild), "\n") {
+		if strings.Contains(line, "building ") || strings.Contains(line, "debootstrap ") || strings.Contains(line, "importing ") {
+			t.Errorf("a second image build did work (%q); everything should be cached by content:\n%s", line, rebuild)
+		}
+	}
+
 	e := &e2eEnv{t: t, dir: t.TempDir()}
 	e.stateDir = filepath.Join(e.dir, ".obcd")
 	src, err := os.ReadFile("../../stacks/e2e.hcl")
