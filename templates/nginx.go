@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path"
 	"regexp"
 	"strconv"
@@ -93,6 +94,23 @@ func NginxExporterScrapeURI(s *stackhcl.Stack, nginx *stackhcl.Service) string {
 	return fmt.Sprintf("http://%s:%d%s", nginx.Name, nginx.Nginx.StatusPort, nginxStatusPath)
 }
 
+// httpsSuffix is the port part of the HTTP-to-HTTPS redirect: where users
+// reach HTTPS. That is the public URL's port when it names one (nginx may
+// listen on 443 behind a published 18443), else nginx's own HTTPS port
+// when it is not 443.
+func httpsSuffix(publicURL string, httpsPort int) string {
+	if u, err := url.Parse(publicURL); err == nil && u.Scheme == "https" && u.Port() != "" {
+		if u.Port() == "443" {
+			return ""
+		}
+		return ":" + u.Port()
+	}
+	if httpsPort != 443 {
+		return ":" + strconv.Itoa(httpsPort)
+	}
+	return ""
+}
+
 // NginxResolveTTL is how long nginx keeps the web service's addresses
 // before it asks Docker's DNS again. A replica leaving the alias may still
 // be sent requests for this long, so a deploy drains retired replicas for
@@ -116,9 +134,7 @@ func newNginxConf(s *stackhcl.Stack, svc *stackhcl.Service) (*nginxConf, error) 
 	if err := checkNginxPorts(conf, svcAttr); err != nil {
 		return nil, err
 	}
-	if conf.HTTPSPort != 443 {
-		conf.HTTPSSuffix = ":" + strconv.Itoa(conf.HTTPSPort)
-	}
+	conf.HTTPSSuffix = httpsSuffix(s.PublicURL, conf.HTTPSPort)
 	for _, f := range []struct{ attr, value string }{{"tls_cert", ng.TLSCert}, {"tls_key", ng.TLSKey}} {
 		if err := checkConfigPath(f.value); err != nil {
 			attr, at := svcAttr(f.attr)

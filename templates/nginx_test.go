@@ -347,3 +347,22 @@ func TestNginx_SizeIsExact(t *testing.T) {
 		}
 	}
 }
+
+func TestNginx_RedirectGoesWhereUsersReachHTTPS(t *testing.T) {
+	cases := []struct {
+		publicURL string
+		httpsPort int
+		want      string
+	}{
+		{"https://obcms.example.org", 443, ""},
+		{"https://localhost:18443", 443, ":18443"}, // published 18443 -> 443
+		{"https://obcms.example.org:443", 8443, ""},
+		{"https://obcms.example.org", 8443, ":8443"},
+		{"http://localhost:8080", 8443, ":8443"}, // not an HTTPS URL: nginx's own port
+	}
+	for _, tc := range cases {
+		if got := httpsSuffix(tc.publicURL, tc.httpsPort); got != tc.want {
+			t.Errorf("httpsSuffix(%q, %d) = %q, want %q", tc.publicURL, tc.httpsPort, got, tc.want)
+		}
+	}
+}
