@@ -96,7 +96,7 @@ build() {
   log "building $tag"
   # The classic builder warns that it is deprecated on every build; its
   # output is shown only when the build fails.
-  if ! docker build --label "org.obcd.e2e.hash=$hash" "${args[@]}" -t "$tag" "$context" >"$build_log" 2>&1; then
+  if ! docker build --force-rm --label "org.obcd.e2e.hash=$hash" "${args[@]}" -t "$tag" "$context" >"$build_log" 2>&1; then
     tail -n 40 "$build_log" >&2
     die "building $tag failed"
   fi
