@@ -187,11 +187,8 @@ func (d *Deployer) defaults() {
 
 // newRelease starts the record of a release: who, when, what config.
 func (d *Deployer) newRelease(artifacts []templates.Artifact) Release {
-	now := time.Now().UTC()
-	rel := Release{ID: NewReleaseID(now), Environment: d.Stack.Environment, Created: now, User: currentUser(),
-		Version: d.Stack.Version, Outcome: OutcomeInProgress, Images: map[string]string{}, ImageDigests: map[string]string{},
-		SecretVersions: map[string]string{}}
-	rel.Host, _ = os.Hostname()
+	rel := startedRelease(d.Stack.Environment)
+	rel.Version, rel.Images, rel.ImageDigests, rel.SecretVersions = d.Stack.Version, map[string]string{}, map[string]string{}, map[string]string{}
 	manifest := artifacts[len(artifacts)-1].Data
 	sum := sha256.Sum256(manifest)
 	rel.ConfigHash = hex.EncodeToString(sum[:])
@@ -319,6 +316,9 @@ func (d *Deployer) prepare(ctx context.Context, rel *Release, desired []ServiceS
 // the stack's build context when the engine lacks it. No registry is
 // assumed: an image that is neither present nor buildable is an error.
 func (d *Deployer) ensureImage(ctx context.Context, spec ServiceSpec) (string, error) {
+	if spec.ImageID != "" { // resolved by planFor
+		return spec.ImageID, nil
+	}
 	id, ok, err := d.Engine.ImagePresent(ctx, spec.Image)
 	if err != nil || ok {
 		return id, err
@@ -459,13 +459,15 @@ func (d *Deployer) applyWave(ctx context.Context, releaseID string, wave []Actio
 		}
 		return d.startFirst(ctx, specs[first.Service], olds, releaseID)
 	}
+	for _, a := range wave {
+		d.emit("converge", a.Service, a.Container, "%s: %s", a.Kind, a.Reason)
+	}
+	if len(wave) == 1 {
+		return d.apply(ctx, releaseID, wave[0], specs[wave[0].Service])
+	}
 	errs := make([]error, len(wave))
 	var wg sync.WaitGroup
 	for i, a := range wave {
-		d.emit("converge", a.Service, a.Container, "%s: %s", a.Kind, a.Reason)
-		if len(wave) == 1 {
-			return d.apply(ctx, releaseID, a, specs[a.Service])
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -536,12 +538,13 @@ func (d *Deployer) startFirst(ctx context.Context, spec ServiceSpec, olds []stri
 	if err != nil {
 		return errors.Join(err, ErrConverge)
 	}
-	base := 1
+	var mine []Container
 	for _, c := range observed {
-		if c.Service == spec.Name && c.Number >= base {
-			base = c.Number + 1
+		if c.Service == spec.Name {
+			mine = append(mine, c)
 		}
 	}
+	base := nextNumber(mine)
 	created := make([]Container, len(olds))
 	errs := make([]error, len(olds))
 	var wg sync.WaitGroup
@@ -666,7 +669,7 @@ func (d *Deployer) rollbackAfter(ctx context.Context, result DeployResult, rel R
 	rel.Outcome, rel.RolledBackTo = OutcomeRolledBack, stable.ID
 	_ = d.Store.Save(rctx, rel)
 	result.Release, result.RolledBack = rel, true
-	if _, err := d.restore(rctx, stable, stable.ID); err != nil {
+	if _, err := d.restore(rctx, stable); err != nil {
 		return result, errors.Join(cause, fmt.Errorf("rollback to %s also failed: %w", stable.ID, err))
 	}
 	return result, cause
@@ -680,14 +683,16 @@ func (d *Deployer) Rollback(ctx context.Context, to Release) (DeployResult, erro
 	if err != nil {
 		return DeployResult{Release: to}, err
 	}
-	rec := d.rollbackRecord(to)
+	rec := rollbackRecord(to)
 	if err := d.Store.SaveArtifacts(ctx, rec.ID, artifacts); err != nil {
 		return DeployResult{Release: rec}, err
 	}
 	if err := d.Store.Save(ctx, rec); err != nil {
 		return DeployResult{Release: rec}, err
 	}
-	results, err := d.restore(ctx, to, rec.ID)
+	// The record holds to's files, so restoring it restores to, and the
+	// containers it creates belong to the rollback.
+	results, err := d.restore(ctx, rec)
 	rec.Probes, rec.Finished = results, time.Now().UTC()
 	result := DeployResult{Release: rec, Failed: probe.Failures(results)}
 	if err != nil {
@@ -706,13 +711,20 @@ func (d *Deployer) Rollback(ctx context.Context, to Release) (DeployResult, erro
 
 // rollbackRecord is the release a manual rollback to `to` makes: to's
 // version, images and config, with its own ID, time, user and host.
-func (d *Deployer) rollbackRecord(to Release) Release {
-	now := time.Now().UTC()
-	rec := Release{ID: NewReleaseID(now), Environment: to.Environment, Created: now, User: currentUser(),
-		Version: to.Version, Images: to.Images, ImageDigests: to.ImageDigests, ConfigHash: to.ConfigHash,
-		SecretVersions: to.SecretVersions, Outcome: OutcomeInProgress, RollbackOf: to.ID}
-	rec.Host, _ = os.Hostname()
+func rollbackRecord(to Release) Release {
+	rec := startedRelease(to.Environment)
+	rec.Version, rec.Images, rec.ImageDigests, rec.ConfigHash = to.Version, to.Images, to.ImageDigests, to.ConfigHash
+	rec.SecretVersions, rec.RollbackOf = to.SecretVersions, to.ID
 	return rec
+}
+
+// startedRelease is a new release record, in progress: its ID, time, user
+// and host.
+func startedRelease(environment string) Release {
+	now := time.Now().UTC()
+	rel := Release{ID: NewReleaseID(now), Environment: environment, Created: now, User: currentUser(), Outcome: OutcomeInProgress}
+	rel.Host, _ = os.Hostname()
+	return rel
 }
 
 // markStable makes id the only stable release: the one that runs now,
@@ -733,9 +745,8 @@ func (d *Deployer) markStable(ctx context.Context, id string) error {
 	return nil
 }
 
-// restore converges to a release's saved artifacts and runs the probes;
-// the containers it creates carry releaseID.
-func (d *Deployer) restore(ctx context.Context, to Release, releaseID string) ([]probe.Result, error) {
+// restore converges to a release's saved artifacts and runs the probes.
+func (d *Deployer) restore(ctx context.Context, to Release) ([]probe.Result, error) {
 	artifacts, err := d.Store.LoadArtifacts(ctx, to.ID)
 	if err != nil {
 		return nil, err
@@ -745,7 +756,7 @@ func (d *Deployer) restore(ctx context.Context, to Release, releaseID string) ([
 		return nil, err
 	}
 	d.emit("rollback", "", "", "%d steps to release %s", len(plan.Actions)-plan.Count(ActionKeep), to.ID)
-	if _, err := d.converge(ctx, releaseID, plan, desired); err != nil {
+	if _, err := d.converge(ctx, to.ID, plan, desired); err != nil {
 		return nil, err
 	}
 	return d.verify(ctx)

@@ -369,7 +369,10 @@ func newHistoryCommand(global *globalOptions) *cobra.Command {
 					note = "rolled back to " + r.RolledBackTo + ": " + note
 				}
 				if r.RollbackOf != "" {
-					note = strings.TrimSuffix("rollback to "+r.RollbackOf+": "+note, ": ")
+					note = "rollback to " + r.RollbackOf
+					if r.Message != "" {
+						note += ": " + r.Message
+					}
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Created.Format(time.RFC3339), r.User, r.Version, r.Outcome, stable, oneLine(note))
 			}
