@@ -1,6 +1,8 @@
 package hcl
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -25,6 +27,10 @@ type Options struct {
 	Vars map[string]string
 	// LookupEnv reads the process environment; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// AppTag, when set, is the tag of the app image every service running
+	// it deploys, and the release version, instead of the stack's version
+	// (deploy --image TAG).
+	AppTag string
 }
 
 // Loader parses and evaluates stack files, and remembers their sources
@@ -69,6 +75,11 @@ func (l *Loader) LoadSource(filename string, src []byte) (*Stack, hcl.Diagnostic
 	diags = append(diags, d.diags...)
 	if diags.HasErrors() {
 		return nil, diags
+	}
+	sum := sha256.Sum256(src)
+	stack.Digest = hex.EncodeToString(sum[:])
+	if l.opts.AppTag != "" {
+		stack.useAppTag(l.opts.AppTag)
 	}
 	return stack, diags
 }

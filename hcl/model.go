@@ -2,6 +2,7 @@ package hcl
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -19,6 +20,7 @@ type Stack struct {
 	Name        string // stack "<name>"
 	Environment string // the environment this view was evaluated for
 	File        string // the stack file as given on the command line
+	Digest      string // sha256 of the stack file's bytes, hex: what a saved plan was made from
 	AppImage    string // repository of the Django image, e.g. "obcms/app"
 	Version     string // release version, exported as APP_VERSION; "latest" when unset
 	VersionSet  bool   // the stack block sets version explicitly
@@ -44,6 +46,17 @@ type Stack struct {
 	DeclRange hcl.Range // the stack block
 	// EnvRange is the environment block this view was evaluated for.
 	EnvRange hcl.Range
+}
+
+// useAppTag points every service running the app image at tag, which
+// becomes the release version, set as if the stack block said so.
+func (s *Stack) useAppTag(tag string) {
+	for _, svc := range s.Services {
+		if strings.HasPrefix(svc.Image, s.AppImage+":") {
+			svc.Image = s.AppImage + ":" + tag
+		}
+	}
+	s.Version, s.VersionSet = tag, true
 }
 
 // Service returns the service with the given name, or nil.

@@ -22,8 +22,10 @@ import (
 	"github.com/moby/moby/client"
 
 	stackhcl "github.com/obcd/obcd/hcl"
-	"github.com/obcd/obcd/orchestrator/checks"
-	"github.com/obcd/obcd/orchestrator/testsvc"
+	"github.com/obcd/obcd/internal/testsvc"
+	"github.com/obcd/obcd/orchestrator/engine"
+	"github.com/obcd/obcd/orchestrator/lock"
+	"github.com/obcd/obcd/orchestrator/state"
 	"github.com/obcd/obcd/templates"
 )
 
@@ -89,8 +91,9 @@ environment "staging" {
 
 type deployEnv struct {
 	t       testing.TB
-	engine  *Engine
-	store   *LocalStore
+	engine  *engine.Engine
+	store   *state.LocalStore
+	locker  lock.Locker
 	file    string
 	repo    string
 	project string
@@ -99,21 +102,22 @@ type deployEnv struct {
 
 func newDeployEnv(t testing.TB) *deployEnv {
 	t.Helper()
-	api, err := checks.DialDocker("unix:///var/run/docker.sock")
+	api, err := engine.Dial("unix:///var/run/docker.sock")
 	if err != nil {
 		t.Skipf("no Docker engine: %v", err)
 	}
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
 	name := "dt" + hex.EncodeToString(suffix)
-	e := &deployEnv{t: t, engine: &Engine{API: api}, repo: "obcd-test-" + name + "/app", port: testsvc.FreePort(t)}
+	e := &deployEnv{t: t, engine: &engine.Engine{API: api}, repo: "obcd-test-" + name + "/app", port: testsvc.FreePort(t)}
 	e.project = name + "-staging"
 	dir := t.TempDir()
 	e.file = filepath.Join(dir, "obcd.hcl")
 	if err := os.WriteFile(e.file, []byte(fmt.Sprintf(deployStack, name, e.repo, e.port)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.store = OpenLocalStore(filepath.Join(dir, ".obcd", "staging"))
+	e.store = state.OpenLocalStore(filepath.Join(dir, ".obcd", "staging"))
+	e.locker = lock.NewFileLocker(filepath.Join(dir, ".obcd", "staging"))
 	testsvc.BuildAppImage(t, api, e.repo+":v1", testsvc.AppImageOptions{Version: "v1"})
 	testsvc.BuildAppImage(t, api, e.repo+":v2", testsvc.AppImageOptions{Version: "v2"})
 	testsvc.BuildAppImage(t, api, e.repo+":v3", testsvc.AppImageOptions{Version: "v3", ReadyFails: true})
@@ -144,7 +148,7 @@ func (e *deployEnv) deployer(version string) *Deployer {
 	if diags.HasErrors() {
 		e.t.Fatal(diags)
 	}
-	return &Deployer{Engine: e.engine, Docker: e.engine.API, Store: e.store, Stack: stack, Secrets: templates.MapSecrets{},
+	return &Deployer{Engine: e.engine, Docker: e.engine.API, Store: e.store, Locker: e.locker, Stack: stack, Secrets: templates.MapSecrets{},
 		Verify: 15 * time.Second, HealthTimeout: 10 * time.Second, Overlap: 500 * time.Millisecond,
 		Events: func(ev Event) { e.t.Logf("[%s] %s %s", ev.Phase, ev.Container, ev.Message) }}
 }
@@ -258,7 +262,7 @@ func TestDeploy_UpgradeRollbackAndHistoryOnTheRealEngine(t *testing.T) {
 		if err == nil || !errors.Is(err, ErrConverge) {
 			t.Fatalf("%s deployed: %v", broken, err)
 		}
-		if !result.RolledBack || result.Release.Outcome != OutcomeRolledBack || result.Report == "" {
+		if !result.RolledBack || result.Release.Outcome != state.OutcomeRolledBack || result.Report == "" {
 			t.Errorf("%s: rolled back %v, outcome %s, report %q", broken, result.RolledBack, result.Release.Outcome, result.Report)
 		}
 		if got := e.webIDs(); strings.Join(got, ",") != strings.Join(v2Containers, ",") {
@@ -277,7 +281,7 @@ func TestDeploy_UpgradeRollbackAndHistoryOnTheRealEngine(t *testing.T) {
 		t.Errorf("a configuration that failed before was not refused: %v", err)
 	}
 
-	rollback, err := e.deployer("v2").Rollback(ctx, first.Release)
+	rollback, err := e.deployer("v2").Rollback(ctx, RollbackOptions{To: first.Release.ID})
 	if err != nil {
 		t.Fatalf("rollback --to v1: %v", err)
 	}
@@ -296,7 +300,7 @@ func TestDeploy_UpgradeRollbackAndHistoryOnTheRealEngine(t *testing.T) {
 	if got := strings.Join(outcomes, " "); got != "v1:succeeded v2:succeeded v3:rolled-back v4:rolled-back v1:succeeded" {
 		t.Errorf("history = %s, want the rollback to v1 as a release of its own", got)
 	}
-	stable, _, _ := e.store.Stable(ctx)
+	stable, _, _ := state.Stable(ctx, e.store)
 	if stable.ID != rollback.Release.ID || stable.RollbackOf != first.Release.ID || stable.ConfigHash != first.Release.ConfigHash {
 		t.Errorf("stable after rollback --to = %s (rollback of %q), want the rollback's record %s of %s",
 			stable.ID, stable.RollbackOf, rollback.Release.ID, first.Release.ID)
@@ -437,7 +441,7 @@ func TestDeploy_KilledHalfwayThenConverges(t *testing.T) {
 // TestDeploy_BuildsAMissingImageFromTheStackContext builds a service's
 // image through the API from its build block when the engine lacks it.
 func TestDeploy_BuildsAMissingImageFromTheStackContext(t *testing.T) {
-	api, err := checks.DialDocker("unix:///var/run/docker.sock")
+	api, err := engine.Dial("unix:///var/run/docker.sock")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,18 +467,23 @@ func TestDeploy_BuildsAMissingImageFromTheStackContext(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	engine := &Engine{API: api}
+	eng := &engine.Engine{API: api}
 	t.Cleanup(func() { _, _ = api.ImageRemove(context.Background(), built, imageRemoveOptions()) })
-	d := &Deployer{Engine: engine, Stack: stack}
-	id, err := d.ensureImage(context.Background(), ServiceSpec{Name: "web", Image: built})
+	d := &Deployer{Engine: eng, Stack: stack}
+	// The plan lists the missing image with its build context; applying it builds it.
+	build := func(spec engine.ServiceSpec) (string, error) {
+		planned := &Planned{Plan: Plan{Images: planImages([]engine.ServiceSpec{spec}, stack)}, Release: state.Release{ImageDigests: map[string]string{}}}
+		err := d.executor(planned).buildImages(context.Background())
+		return planned.Release.ImageDigests[spec.Name], err
+	}
+	id, err := build(engine.ServiceSpec{Name: "web", Image: built})
 	if err != nil || id == "" {
 		t.Fatalf("build: %v", err)
 	}
-	if _, present, _ := engine.ImagePresent(context.Background(), built); !present {
+	if _, present, _ := eng.ImagePresent(context.Background(), built); !present {
 		t.Fatal("image not on the engine after the build")
 	}
-	missing := &Deployer{Engine: engine, Stack: stack}
-	if _, err := missing.ensureImage(context.Background(), ServiceSpec{Name: "worker", Image: "obcd-test-nowhere/none:v9"}); err == nil || !strings.Contains(err.Error(), "build block") {
+	if _, err := build(engine.ServiceSpec{Name: "worker", Image: "obcd-test-nowhere/none:v9"}); err == nil || !strings.Contains(err.Error(), "build block") {
 		t.Errorf("a missing image without a build block: %v", err)
 	}
 }
@@ -504,5 +513,52 @@ func TestDeploy_ImageRebuiltUnderTheSameTagIsRolledOut(t *testing.T) {
 	}
 	if served := e.served(); served != "v1-rebuilt" {
 		t.Errorf("served %q after deploying the rebuilt tag, want v1-rebuilt", served)
+	}
+}
+
+// TestDeploy_SavedPlanOnTheRealEngine: a saved plan applies exactly on
+// the real engine, and one made before a container was removed by hand is
+// refused without a change.
+func TestDeploy_SavedPlanOnTheRealEngine(t *testing.T) {
+	e := newDeployEnv(t)
+	ctx := context.Background()
+	if _, err := e.deployer("v1").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	saved := savedRoundTrip(t, e.deployer("v2"))
+	result, err := e.deployer("v2").Deploy(ctx, DeployOptions{Saved: saved})
+	if err != nil {
+		t.Fatalf("deploy of the saved plan: %v\n%s", err, result.Report)
+	}
+	if result.Release.ID != saved.Release.ID || e.served() != "v2" {
+		t.Fatalf("applied release %s serving %q; want the saved release %s serving v2", result.Release.ID, e.served(), saved.Release.ID)
+	}
+	containers, err := e.engine.Observe(ctx, e.project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range containers {
+		if c.Release != saved.Release.ID && c.Service == "web" {
+			t.Errorf("web container %s belongs to release %s, not the saved plan's", c.Name, c.Release)
+		}
+	}
+
+	stale := savedRoundTrip(t, e.deployer("v1"))
+	var removed string
+	for _, c := range containers {
+		if c.Service == "web" {
+			removed = c.Name
+			if _, err := e.engine.API.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	_, err = e.deployer("v1").Deploy(ctx, DeployOptions{Saved: stale})
+	if !errors.Is(err, ErrStalePlan) || !strings.Contains(err.Error(), "container "+removed+" was removed") {
+		t.Fatalf("deploy of a plan made before %s was removed: %v, want ErrStalePlan naming it", removed, err)
+	}
+	if e.served() != "v2" {
+		t.Errorf("a refused plan changed what serves: %q", e.served())
 	}
 }

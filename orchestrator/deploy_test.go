@@ -11,7 +11,10 @@ import (
 	"testing"
 
 	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/engine"
+	"github.com/obcd/obcd/orchestrator/lock"
 	"github.com/obcd/obcd/orchestrator/probe"
+	"github.com/obcd/obcd/orchestrator/state"
 	"github.com/obcd/obcd/templates"
 )
 
@@ -21,24 +24,29 @@ import (
 type memEngine struct {
 	mu        sync.Mutex
 	nextID    int
-	byID      map[string]*Container
+	byID      map[string]*engine.Container
 	log       []string
 	unhealthy map[string]bool
-	migrate   int // exit code of one-offs
+	migrate   int      // exit code of one-offs
+	observes  int      // Observe calls
+	observed  []int    // how many steps were logged before each Observe
+	oneOffs   []string // names of the one-offs run
 }
 
 func newMemEngine() *memEngine {
-	return &memEngine{byID: map[string]*Container{}, unhealthy: map[string]bool{}}
+	return &memEngine{byID: map[string]*engine.Container{}, unhealthy: map[string]bool{}}
 }
 
 func (m *memEngine) record(format string, args ...any) {
 	m.log = append(m.log, fmt.Sprintf(format, args...))
 }
 
-func (m *memEngine) Observe(_ context.Context, project string) ([]Container, error) {
+func (m *memEngine) Observe(_ context.Context, project string) ([]engine.Container, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []Container
+	m.observes++
+	m.observed = append(m.observed, len(m.log))
+	var out []engine.Container
 	for _, c := range m.byID {
 		out = append(out, *c)
 	}
@@ -48,11 +56,25 @@ func (m *memEngine) Observe(_ context.Context, project string) ([]Container, err
 func (m *memEngine) EnsureNetwork(context.Context, string) (string, error)       { return "net", nil }
 func (m *memEngine) EnsureVolume(_ context.Context, _, v string) (string, error) { return v, nil }
 
-func (m *memEngine) Create(_ context.Context, spec ServiceSpec, number int, release string) (Container, error) {
+func (m *memEngine) Inspect(_ context.Context, id string) (engine.Container, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if c, ok := m.byID[id]; ok {
+		return *c, nil
+	}
+	return engine.Container{}, fmt.Errorf("no container %s", id)
+}
+
+func (m *memEngine) Create(_ context.Context, spec engine.ServiceSpec, name string, number int, release string) (engine.Container, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.byID {
+		if c.Name == name {
+			return engine.Container{}, fmt.Errorf("%w: %s", engine.ErrNameTaken, name)
+		}
+	}
 	m.nextID++
-	c := &Container{ID: fmt.Sprintf("c%d", m.nextID), Name: ContainerName(spec.Project, spec.Name, number), Service: spec.Name,
+	c := &engine.Container{ID: fmt.Sprintf("c%d", m.nextID), Name: name, Service: spec.Name,
 		Number: number, Hash: spec.Hash(), Image: spec.Image, State: "created", Release: release}
 	m.byID[c.ID] = c
 	m.record("create %s (%s)", c.Name, spec.Image)
@@ -73,13 +95,13 @@ func (m *memEngine) WaitHealthy(_ context.Context, id string) error {
 	c := m.byID[id]
 	if m.unhealthy[c.Image] {
 		m.record("unhealthy %s", c.Name)
-		return &ContainerError{Container: c.Name, Reason: "is unhealthy"}
+		return &engine.ContainerError{Container: c.Name, Reason: "is unhealthy"}
 	}
 	m.record("healthy %s", c.Name)
 	return nil
 }
 
-func (m *memEngine) Publish(_ context.Context, id string, spec ServiceSpec) error {
+func (m *memEngine) Publish(_ context.Context, id string, spec engine.ServiceSpec) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.record("publish %s as %s", m.byID[id].Name, spec.Name)
@@ -94,9 +116,10 @@ func (m *memEngine) Retire(_ context.Context, id string) error {
 	return nil
 }
 
-func (m *memEngine) RunOneOff(_ context.Context, spec ServiceSpec, _ string) (int, string, error) {
+func (m *memEngine) RunOneOff(_ context.Context, spec engine.ServiceSpec, name, _ string) (int, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.oneOffs = append(m.oneOffs, name)
 	m.record("run %s (%s) exit %d%s", spec.Name, spec.Image, m.migrate, map[bool]string{true: " once"}[spec.Env["BACKUP_ONCE"] == "1"])
 	return m.migrate, "migrations applied", nil
 }
@@ -118,6 +141,14 @@ func (m *memEngine) BuildImage(_ context.Context, _ io.Reader, tag string, _ map
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.record("build %s", tag)
+	return nil
+}
+
+func (m *memEngine) RemoveProject(_ context.Context, project string, _ bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("remove project %s", project)
+	clear(m.byID)
 	return nil
 }
 
@@ -148,15 +179,24 @@ environment "staging" {
 }
 `
 
-func memDeployer(t *testing.T, engine *memEngine, store Store, version string) *Deployer {
+func memDeployer(t *testing.T, engine *memEngine, store state.Store, version string) *Deployer {
+	t.Helper()
+	d := memDeployerFrom(t, engine, memStack, version)
+	d.Store = store
+	return d
+}
+
+// memDeployerFrom deploys the stack src (as the file mem.hcl) to engine;
+// it has no store yet.
+func memDeployerFrom(t *testing.T, engine *memEngine, src, version string) *Deployer {
 	t.Helper()
 	loader := stackhcl.NewLoader(stackhcl.Options{Environment: "staging", Vars: map[string]string{"version": version},
 		LookupEnv: func(string) (string, bool) { return "", false }})
-	stack, diags := loader.LoadSource("mem.hcl", []byte(memStack))
+	stack, diags := loader.LoadSource("mem.hcl", []byte(src))
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	return &Deployer{Engine: engine, Store: store, Stack: stack, Secrets: templates.MapSecrets{},
+	return &Deployer{Engine: engine, Locker: lock.NewFileLocker(t.TempDir()), Stack: stack, Secrets: templates.MapSecrets{},
 		Overlap: -1, Probes: func(*stackhcl.Stack) (probe.Plan, error) { return probe.Plan{}, nil }}
 }
 
@@ -166,7 +206,7 @@ func memDeployer(t *testing.T, engine *memEngine, store Store, version string) *
 // and the old ones retire only after every new one serves; the running
 // image is tagged stable before anything changes.
 func TestDeploy_ExecutorOrderStartFirst(t *testing.T) {
-	engine, store := newMemEngine(), OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	engine, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	ctx := context.Background()
 	if _, err := memDeployer(t, engine, store, "v1").Deploy(ctx, DeployOptions{}); err != nil {
 		t.Fatal(err)
@@ -213,7 +253,7 @@ func TestDeploy_ExecutorOrderStartFirst(t *testing.T) {
 // replica never gets healthy; it is removed, no old replica is retired,
 // and the deploy rolls back to the stable release without touching them.
 func TestDeploy_UnhealthyNewReplicaLeavesTheOldOnesServing(t *testing.T) {
-	engine, store := newMemEngine(), OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	engine, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	ctx := context.Background()
 	if _, err := memDeployer(t, engine, store, "v1").Deploy(ctx, DeployOptions{}); err != nil {
 		t.Fatal(err)
@@ -241,7 +281,7 @@ func TestDeploy_UnhealthyNewReplicaLeavesTheOldOnesServing(t *testing.T) {
 // TestDeploy_FailedMigrateStopsBeforeAnyWebChange: the one-off fails, so
 // no web container is created or retired.
 func TestDeploy_FailedMigrateStopsBeforeAnyWebChange(t *testing.T) {
-	engine, store := newMemEngine(), OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	engine, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	ctx := context.Background()
 	if _, err := memDeployer(t, engine, store, "v1").Deploy(ctx, DeployOptions{}); err != nil {
 		t.Fatal(err)
@@ -268,7 +308,7 @@ service "postgres" "db" {
 }
 service "backup" "backup" {}
 service "web" "web" {`, 1)
-	engine0, store0 := newMemEngine(), OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	engine0, store0 := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	load := func(version string) *Deployer {
 		loader := stackhcl.NewLoader(stackhcl.Options{Environment: "staging", Vars: map[string]string{"version": version},
 			LookupEnv: func(string) (string, bool) { return "", false }})
@@ -276,7 +316,7 @@ service "web" "web" {`, 1)
 		if diags.HasErrors() {
 			t.Fatal(diags)
 		}
-		return &Deployer{Engine: engine0, Store: store0, Stack: stack, Secrets: templates.MapSecrets{"pg": "pgSuperPass7Qm2"},
+		return &Deployer{Engine: engine0, Store: store0, Locker: lock.NewFileLocker(t.TempDir()), Stack: stack, Secrets: templates.MapSecrets{"pg": "pgSuperPass7Qm2"},
 			Overlap: -1, Probes: func(*stackhcl.Stack) (probe.Plan, error) { return probe.Plan{}, nil }}
 	}
 	ctx := context.Background()

@@ -1,139 +1,196 @@
 package orchestrator
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"cmp"
+	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/engine"
+	"github.com/obcd/obcd/templates"
 )
 
-// ServiceSpec is the desired state of one service: everything needed to
-// create each of its containers. Env holds resolved secret values, so a
-// ServiceSpec is never printed or logged; plans print names and hashes.
-type ServiceSpec struct {
-	Project    string
-	Name       string // the compose service, also its DNS alias on the network
-	Image      string
-	Replicas   int
-	Command    []string
-	Entrypoint []string
-	Env        map[string]string
-	User       string
-	Ports      []PortSpec
-	Mounts     []MountSpec
-	Files      []FileSpec // delivered into the container before it starts
-	Health     *HealthSpec
-	StopGrace  time.Duration
-	Memory     int64 // bytes; 0 = no limit
-	NanoCPUs   int64 // 0 = no limit
-	Restart    string
-	OneOff     bool     // runs to completion (migrate); never kept running
-	DependsOn  []string // services that must be healthy (or, for one-offs, done) first
-	// StartFirst rolls the service by starting a new container and waiting
-	// for it to be healthy before retiring an old one (web).
-	StartFirst bool
-	// ImageID is what Image resolves to on the engine now ("" when the
-	// engine lacks it or nobody asked). It is not hashed: the planner
-	// compares it with a container's own image ID, so that an image
-	// rebuilt under the same tag replaces the containers of the old one.
-	ImageID string
-}
-
-// PortSpec publishes a container port on the host.
-type PortSpec struct {
-	HostIP        string `json:"host_ip,omitempty"`
-	HostPort      string `json:"host_port"`
-	ContainerPort string `json:"container_port"`
-	Protocol      string `json:"protocol"`
-}
-
-// MountSpec mounts a named volume (Volume, the project-scoped name) or a
-// host path (Bind).
-type MountSpec struct {
-	Volume   string `json:"volume,omitempty"`
-	Bind     string `json:"bind,omitempty"`
-	Target   string `json:"target"`
-	ReadOnly bool   `json:"read_only,omitempty"`
-}
-
-// FileSpec is a config or secret file copied into the container.
-type FileSpec struct {
-	Target string      `json:"target"`
-	Mode   os.FileMode `json:"mode"`
-	Data   []byte      `json:"-"`
-}
-
-// HealthSpec is a container healthcheck.
-type HealthSpec struct {
-	Test        []string      `json:"test"`
-	Interval    time.Duration `json:"interval"`
-	Timeout     time.Duration `json:"timeout"`
-	StartPeriod time.Duration `json:"start_period"`
-	Retries     int           `json:"retries"`
-}
-
-// Hash is a digest of exactly the fields that force a container to be
-// recreated. Replicas, start order and dependencies do not: scaling and
-// ordering never replace a running container. File contents and secret
-// values are hashed in, so a new config or a rotated password recreates
-// the containers that use them; the hash reveals neither.
-func (s ServiceSpec) Hash() string {
-	type fileDigest struct {
-		Target string      `json:"target"`
-		Mode   os.FileMode `json:"mode"`
-		SHA256 string      `json:"sha256"`
+// DesiredState loads the environment's rendered compose file the way
+// `docker compose` would (env files read, OBCD_SECRET_* interpolated from
+// secrets, config and secret files resolved) and turns each service into
+// a ServiceSpec, in dependency order. The rendered files are the single
+// source: obcd deploys exactly what it rendered.
+func DesiredState(ctx context.Context, stack *stackhcl.Stack, artifacts []templates.Artifact, secrets templates.SecretSource) ([]engine.ServiceSpec, error) {
+	dir, err := os.MkdirTemp("", "obcd-desired-")
+	if err != nil {
+		return nil, fmt.Errorf("desired state: %w", err)
 	}
-	canonical := struct {
-		Image      string       `json:"image"`
-		Command    []string     `json:"command"`
-		Entrypoint []string     `json:"entrypoint"`
-		Env        []string     `json:"env"`
-		User       string       `json:"user"`
-		Ports      []PortSpec   `json:"ports"`
-		Mounts     []MountSpec  `json:"mounts"`
-		Files      []fileDigest `json:"files"`
-		Health     *HealthSpec  `json:"health"`
-		Memory     int64        `json:"memory"`
-		NanoCPUs   int64        `json:"nano_cpus"`
-		Restart    string       `json:"restart"`
-	}{Image: s.Image, Command: s.Command, Entrypoint: s.Entrypoint, User: s.User, Ports: s.Ports, Mounts: s.Mounts,
-		Health: s.Health, Memory: s.Memory, NanoCPUs: s.NanoCPUs, Restart: s.Restart}
-	for k, v := range s.Env {
-		canonical.Env = append(canonical.Env, k+"="+v)
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "render")
+	if err := templates.WriteDir(out, artifacts); err != nil {
+		return nil, err
 	}
-	sort.Strings(canonical.Env)
-	for _, f := range s.Files {
-		sum := sha256.Sum256(f.Data)
-		canonical.Files = append(canonical.Files, fileDigest{f.Target, f.Mode, hex.EncodeToString(sum[:])})
+	env := map[string]string{}
+	for _, s := range stack.Secrets {
+		value, err := secrets.Value(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		env[s.EnvVar()] = value
 	}
-	sort.Slice(canonical.Files, func(i, j int) bool { return canonical.Files[i].Target < canonical.Files[j].Target })
-	data, _ := json.Marshal(canonical)
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
+	project, err := loader.LoadWithContext(ctx, types.ConfigDetails{
+		WorkingDir:  out,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(out, templates.ComposeFilePath(stack.Environment))}},
+		Environment: env,
+	}, func(o *loader.Options) { o.SetProjectName(templates.ProjectName(stack), true) })
+	if err != nil {
+		return nil, fmt.Errorf("load rendered compose file: %w", err)
+	}
+	var specs []engine.ServiceSpec
+	for _, svc := range project.Services {
+		spec, err := serviceSpec(project, svc, artifacts)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		specs = append(specs, spec)
+	}
+	return DependencyOrder(specs)
 }
 
-// Labels obcd puts on every container. The compose ones make
-// `docker compose ps` and friends see obcd's containers as a project.
-const (
-	// LabelProject is the compose project: <stack>-<environment>.
-	LabelProject = "com.docker.compose.project"
-	// LabelService is the compose service name.
-	LabelService = "com.docker.compose.service"
-	// LabelContainerNumber is the replica number, from 1.
-	LabelContainerNumber = "com.docker.compose.container-number"
-	// LabelOneOff is "True" for run-to-completion containers, else "False".
-	LabelOneOff = "com.docker.compose.oneoff"
-	// LabelComposeConfigHash must be present for compose; obcd writes its
-	// own hash there too (compose's own algorithm varies by version).
-	LabelComposeConfigHash = "com.docker.compose.config-hash"
-	// LabelNetwork names a project network's key, for compose.
-	LabelNetwork = "com.docker.compose.network"
-	// LabelVolume names a project volume's key, for compose.
-	LabelVolume = "com.docker.compose.volume"
-	// LabelRelease is the obcd release that created the container.
-	LabelRelease = "dev.obcd.release"
-	// LabelHash is ServiceSpec.Hash: what forces a recreate.
-	LabelHash = "dev.obcd.hash"
-)
+func serviceSpec(project *types.Project, svc types.ServiceConfig, artifacts []templates.Artifact) (engine.ServiceSpec, error) {
+	spec := engine.ServiceSpec{
+		Project: project.Name, Name: svc.Name, Image: svc.Image, Replicas: 1,
+		Command: svc.Command, Entrypoint: svc.Entrypoint, User: svc.User,
+		Env: map[string]string{}, Restart: svc.Restart, OneOff: svc.Restart == types.RestartPolicyNo,
+	}
+	if svc.Deploy != nil {
+		if svc.Deploy.Replicas != nil {
+			spec.Replicas = *svc.Deploy.Replicas
+		}
+		if lim := svc.Deploy.Resources.Limits; lim != nil {
+			spec.Memory = int64(lim.MemoryBytes)
+			spec.NanoCPUs = int64(float64(lim.NanoCPUs) * 1e9)
+		}
+		spec.StartFirst = svc.Deploy.UpdateConfig != nil && svc.Deploy.UpdateConfig.Order == "start-first"
+	}
+	for k, v := range svc.Environment {
+		if v != nil {
+			spec.Env[k] = *v
+		}
+	}
+	for _, p := range svc.Ports {
+		spec.Ports = append(spec.Ports, engine.PortSpec{HostIP: p.HostIP, HostPort: p.Published, ContainerPort: fmt.Sprint(p.Target), Protocol: cmp.Or(p.Protocol, "tcp")})
+	}
+	for _, v := range svc.Volumes {
+		m := engine.MountSpec{Target: v.Target, ReadOnly: v.ReadOnly}
+		if v.Type == types.VolumeTypeBind {
+			m.Bind = v.Source
+		} else {
+			m.Volume = v.Source
+		}
+		spec.Mounts = append(spec.Mounts, m)
+	}
+	modes := map[string]os.FileMode{}
+	for _, a := range artifacts {
+		modes[a.Path] = a.Mode
+	}
+	for _, c := range svc.Configs {
+		f, err := fileSpec(project.WorkingDir, project.Configs[c.Source].File, c.Target, modes)
+		if err != nil {
+			return spec, err
+		}
+		spec.Files = append(spec.Files, f)
+	}
+	for _, s := range svc.Secrets {
+		target := s.Target
+		if target == "" {
+			target = "/run/secrets/" + s.Source
+		}
+		f, err := fileSpec(project.WorkingDir, project.Secrets[s.Source].File, target, modes)
+		if err != nil {
+			return spec, err
+		}
+		spec.Files = append(spec.Files, f)
+	}
+	if hc := svc.HealthCheck; hc != nil && !hc.Disable {
+		spec.Health = &engine.HealthSpec{Test: hc.Test, Interval: dur(hc.Interval), Timeout: dur(hc.Timeout), StartPeriod: dur(hc.StartPeriod)}
+		if hc.Retries != nil {
+			spec.Health.Retries = int(*hc.Retries)
+		}
+	}
+	if svc.StopGracePeriod != nil {
+		spec.StopGrace = time.Duration(*svc.StopGracePeriod)
+	}
+	for dep := range svc.DependsOn {
+		spec.DependsOn = append(spec.DependsOn, dep)
+	}
+	sort.Strings(spec.DependsOn)
+	return spec, nil
+}
+
+// fileSpec reads a rendered file referenced by the compose file.
+func fileSpec(workingDir, file, target string, modes map[string]os.FileMode) (engine.FileSpec, error) {
+	path := file
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(workingDir, path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return engine.FileSpec{}, fmt.Errorf("read %s: %w", file, err)
+	}
+	rel, _ := filepath.Rel(workingDir, path)
+	mode, ok := modes[filepath.ToSlash(rel)]
+	if !ok {
+		mode = 0o644
+	}
+	return engine.FileSpec{Target: target, Mode: mode, Data: data}, nil
+}
+
+func dur(d *types.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return time.Duration(*d)
+}
+
+// DependencyOrder sorts services so each comes after what it depends on,
+// ties broken by name; a cycle is an error naming the services in it.
+func DependencyOrder(specs []engine.ServiceSpec) ([]engine.ServiceSpec, error) {
+	byName := map[string]engine.ServiceSpec{}
+	var names []string
+	for _, s := range specs {
+		byName[s.Name] = s
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	var out []engine.ServiceSpec
+	state := map[string]int{} // 0 new, 1 visiting, 2 done
+	var visit func(string) error
+	visit = func(name string) error {
+		switch state[name] {
+		case 1:
+			return fmt.Errorf("services depend on each other in a cycle through %q", name)
+		case 2:
+			return nil
+		}
+		state[name] = 1
+		for _, dep := range byName[name].DependsOn {
+			if _, ok := byName[dep]; ok {
+				if err := visit(dep); err != nil {
+					return err
+				}
+			}
+		}
+		state[name] = 2
+		out = append(out, byName[name])
+		return nil
+	}
+	for _, n := range names {
+		if err := visit(n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

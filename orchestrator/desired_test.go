@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/engine"
 	"github.com/obcd/obcd/templates"
 )
 
@@ -19,7 +20,7 @@ func testSecrets() templates.MapSecrets {
 	}
 }
 
-func desiredOBCMS(t testing.TB, env string) ([]ServiceSpec, *stackhcl.Stack) {
+func desiredOBCMS(t testing.TB, env string) ([]engine.ServiceSpec, *stackhcl.Stack) {
 	t.Helper()
 	loader := stackhcl.NewLoader(stackhcl.Options{Environment: env, LookupEnv: func(string) (string, bool) { return "", false }})
 	stack, diags := loader.Load("../stacks/obcms.hcl")
@@ -37,7 +38,7 @@ func desiredOBCMS(t testing.TB, env string) ([]ServiceSpec, *stackhcl.Stack) {
 	return specs, stack
 }
 
-func specNamed(specs []ServiceSpec, name string) *ServiceSpec {
+func specNamed(specs []engine.ServiceSpec, name string) *engine.ServiceSpec {
 	for i := range specs {
 		if specs[i].Name == name {
 			return &specs[i]
@@ -59,7 +60,7 @@ func TestDesiredState_FromTheRenderedComposeFile(t *testing.T) {
 		t.Errorf("migrate = %+v", m)
 	}
 	pgb := specNamed(specs, "pgbouncer")
-	var userlist *FileSpec
+	var userlist *engine.FileSpec
 	for i, f := range pgb.Files {
 		if f.Target == "/etc/pgbouncer/userlist.txt" {
 			userlist = &pgb.Files[i]
@@ -96,10 +97,10 @@ func TestServiceSpecHash_ChangesOnlyWithWhatForcesARecreate(t *testing.T) {
 	if scaled.Hash() != base {
 		t.Error("replicas or dependencies changed the hash")
 	}
-	for name, change := range map[string]func(*ServiceSpec){
-		"image":  func(s *ServiceSpec) { s.Image = "obcms/app:2.0.0" },
-		"secret": func(s *ServiceSpec) { s.Env = cloneEnv(s.Env); s.Env["DB_PASSWORD"] = "rotated" },
-		"memory": func(s *ServiceSpec) { s.Memory++ },
+	for name, change := range map[string]func(*engine.ServiceSpec){
+		"image":  func(s *engine.ServiceSpec) { s.Image = "obcms/app:2.0.0" },
+		"secret": func(s *engine.ServiceSpec) { s.Env = cloneEnv(s.Env); s.Env["DB_PASSWORD"] = "rotated" },
+		"memory": func(s *engine.ServiceSpec) { s.Memory++ },
 	} {
 		changed := web
 		change(&changed)
@@ -125,7 +126,7 @@ func cloneEnv(m map[string]string) map[string]string {
 }
 
 func TestDependencyOrder_RejectsCycles(t *testing.T) {
-	_, err := DependencyOrder([]ServiceSpec{{Name: "a", DependsOn: []string{"b"}}, {Name: "b", DependsOn: []string{"a"}}})
+	_, err := DependencyOrder([]engine.ServiceSpec{{Name: "a", DependsOn: []string{"b"}}, {Name: "b", DependsOn: []string{"a"}}})
 	if err == nil {
 		t.Fatal("a cycle was accepted")
 	}

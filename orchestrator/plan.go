@@ -2,9 +2,11 @@ package orchestrator
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
-	"text/tabwriter"
+
+	"github.com/obcd/obcd/orchestrator/engine"
 )
 
 // ActionKind is what a plan step does to one container.
@@ -17,34 +19,75 @@ const (
 	ActionRemove   ActionKind = "remove"   // a container no longer wanted
 	ActionKeep     ActionKind = "keep"     // up to date
 	ActionRun      ActionKind = "run"      // a one-off job (migrate) before the app changes
+	ActionBackup   ActionKind = "backup"   // a one-shot pg_dump by the backup job, before migrations
 )
 
-// Action is one step of a plan, with its cause.
+// Action is one step of a plan, with its cause. Every container it names
+// is named exactly: apply creates Container under that name and number,
+// and acts on existing containers by ID.
 type Action struct {
-	Kind      ActionKind `json:"action"`
-	Service   string     `json:"service"`
-	Number    int        `json:"number"`
-	Container string     `json:"container"` // name of the container acted on or created
-	Reason    string     `json:"reason"`
+	// Wave orders the steps: the steps of one wave run together, and a
+	// wave starts when the one before it has finished. Keep steps do
+	// nothing and have wave 0.
+	Wave    int        `json:"wave"`
+	Kind    ActionKind `json:"action"`
+	Service string     `json:"service"`
+	// Number is the replica number of Container; 0 for a one-off.
+	Number int `json:"number"`
+	// Container is the container this step creates (create, recreate,
+	// run, backup), or the one it acts on (remove, keep).
+	Container string `json:"container"`
+	// ID is the existing container a remove or keep acts on.
+	ID string `json:"id,omitempty"`
+	// Replaces is the container a recreate replaces.
+	Replaces *ContainerRef `json:"replaces,omitempty"`
+	Reason   string        `json:"reason"`
 	// StartFirst: a recreate starts the new container and waits for it to
-	// be healthy before the old one leaves.
+	// be healthy and in rotation before the old one leaves.
 	StartFirst bool `json:"start_first,omitempty"`
 }
 
-// Plan is the ordered steps from what runs to what the stack wants.
+// ContainerRef names an existing container.
+type ContainerRef struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Number int    `json:"number"`
+}
+
+// Plan is what a deploy does, step by step. obcd plan prints it, obcd
+// deploy shows it before it asks, and apply carries it out as it is: it
+// makes no decision of its own.
 type Plan struct {
-	Project string   `json:"project"`
-	Actions []Action `json:"actions"`
+	Project string `json:"project"`
+	// Release is the release the containers it creates belong to.
+	Release string `json:"release"`
+	Version string `json:"version,omitempty"`
+	// Images are built (or found missing) before anything changes.
+	Images []ImageAction `json:"images,omitempty"`
+	// Tags mark the image that runs now, before anything changes.
+	Tags    []TagAction `json:"tags,omitempty"`
+	Actions []Action    `json:"actions"`
+}
+
+// ImageAction is an image the engine lacks.
+type ImageAction struct {
+	Image    string   `json:"image"`
+	Services []string `json:"services"`
+	// Build is the context it is built from; "" means it cannot be
+	// built, and the deploy fails before anything changes.
+	Build      string `json:"build,omitempty"`
+	Dockerfile string `json:"dockerfile,omitempty"`
+}
+
+// TagAction gives an image another reference.
+type TagAction struct {
+	Image string `json:"image"`
+	Tag   string `json:"tag"`
 }
 
 // Changes reports whether the plan changes anything.
 func (p Plan) Changes() bool {
-	for _, a := range p.Actions {
-		if a.Kind != ActionKeep {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(p.Actions, func(a Action) bool { return a.Kind != ActionKeep })
 }
 
 // Count tallies actions by kind.
@@ -58,108 +101,139 @@ func (p Plan) Count(kind ActionKind) int {
 	return n
 }
 
-// ContainerName is compose's name for a service's container number n.
-func ContainerName(project, service string, n int) string {
-	return fmt.Sprintf("%s-%s-%d", project, service, n)
+// Waves returns the steps that change something, wave by wave.
+func (p Plan) Waves() [][]Action {
+	var waves [][]Action
+	for _, a := range p.Actions {
+		if a.Wave == 0 {
+			continue
+		}
+		for len(waves) < a.Wave {
+			waves = append(waves, nil)
+		}
+		waves[a.Wave-1] = append(waves[a.Wave-1], a)
+	}
+	return waves
+}
+
+// PlanInput is everything MakePlan decides from.
+type PlanInput struct {
+	Project string
+	// Release names the containers' release label and the one-offs.
+	Release string
+	// Desired is in dependency order; the plan follows it.
+	Desired  []engine.ServiceSpec
+	Observed []engine.Container
+	// Backup is the service whose one-shot dump runs before migrations
+	// ("" when the stack has no backup job).
+	Backup string
 }
 
 // MakePlan computes, with no I/O, the steps that take observed to
-// desired. desired is in dependency order; the plan follows it. Every
-// step carries its cause. Volumes never appear: a plan never removes data.
-func MakePlan(project string, desired []ServiceSpec, observed []Container) Plan {
-	plan := Plan{Project: project}
-	byService := map[string][]Container{}
-	for _, c := range observed {
+// desired, numbered and grouped into waves. Every step carries its
+// cause. Volumes never appear: a plan never removes data.
+func MakePlan(in PlanInput) Plan {
+	byService := map[string][]engine.Container{}
+	for _, c := range in.Observed {
 		if !c.OneOff {
 			byService[c.Service] = append(byService[c.Service], c)
 		}
 	}
+	var actions []Action
 	// A one-off (migrate) runs right before the first new or replaced
 	// container that waits for it: after the services it needs itself
 	// (the database) are in place, before any new code serves.
 	ranOneOffs := false
-	for _, spec := range desired {
+	for _, spec := range in.Desired {
 		if spec.OneOff {
 			continue
 		}
-		actions := planService(project, spec, byService[spec.Name])
-		if !ranOneOffs && dependsOnOneOff(spec, desired) && runsNewCode(actions) {
-			plan.Actions = append(plan.Actions, oneOffRuns(desired)...)
+		steps := planService(in.Project, spec, byService[spec.Name])
+		if !ranOneOffs && dependsOnOneOff(spec, in.Desired) && runsNewCode(steps) {
+			actions = append(actions, oneOffRuns(in)...)
 			ranOneOffs = true
 		}
-		plan.Actions = append(plan.Actions, actions...)
+		actions = append(actions, steps...)
 		delete(byService, spec.Name)
 	}
-	var gone []string
-	for service := range byService {
-		gone = append(gone, service)
-	}
-	sort.Strings(gone)
-	for _, service := range gone {
+	for _, service := range slices.Sorted(maps.Keys(byService)) {
 		for _, c := range byService[service] {
-			plan.Actions = append(plan.Actions, Action{Kind: ActionRemove, Service: service, Number: c.Number, Container: c.Name,
+			actions = append(actions, Action{Kind: ActionRemove, Service: service, Number: c.Number, Container: c.Name, ID: c.ID,
 				Reason: "service is no longer in the stack"})
 		}
 	}
-	return plan
+	assignWaves(actions, in.Desired)
+	return Plan{Project: in.Project, Release: in.Release, Actions: actions}
 }
 
 // planService matches a service's containers to its replicas by number.
-func planService(project string, spec ServiceSpec, containers []Container) []Action {
-	sort.Slice(containers, func(i, j int) bool { return containers[i].Number < containers[j].Number })
+// New containers take the numbers after the highest one the service has,
+// so a start-first replica never needs the name of the one it replaces.
+func planService(project string, spec engine.ServiceSpec, containers []engine.Container) []Action {
+	slices.SortFunc(containers, func(a, b engine.Container) int { return a.Number - b.Number })
 	hash := spec.Hash()
+	next := nextNumber(containers)
+	newNumber := func() int { next++; return next - 1 }
 	var out []Action
 	kept := 0
 	for _, c := range containers {
 		if kept >= spec.Replicas {
-			out = append(out, Action{Kind: ActionRemove, Service: spec.Name, Number: c.Number, Container: c.Name,
+			out = append(out, Action{Kind: ActionRemove, Service: spec.Name, Number: c.Number, Container: c.Name, ID: c.ID,
 				Reason: fmt.Sprintf("scale down to %d", spec.Replicas)})
 			continue
 		}
 		kept++
-		a := Action{Service: spec.Name, Number: c.Number, Container: c.Name, StartFirst: spec.StartFirst}
-		switch {
-		case c.Hash != hash && c.Image != spec.Image:
-			a.Kind, a.Reason = ActionRecreate, fmt.Sprintf("image changed: %s -> %s", c.Image, spec.Image)
-		case c.Hash != hash:
-			a.Kind, a.Reason = ActionRecreate, "config hash changed"
-		case spec.ImageID != "" && c.ImageID != "" && c.ImageID != spec.ImageID:
-			a.Kind, a.Reason = ActionRecreate, fmt.Sprintf("image rebuilt: %s is now %s", spec.Image, shortImageID(spec.ImageID))
-		case c.State != "running":
-			a.Kind, a.Reason = ActionRecreate, "container is "+c.State
-		default:
-			a.Kind, a.Reason = ActionKeep, "up to date"
+		reason := recreateReason(spec, hash, c)
+		if reason == "" {
+			out = append(out, Action{Kind: ActionKeep, Service: spec.Name, Number: c.Number, Container: c.Name, ID: c.ID, Reason: "up to date"})
+			continue
 		}
-		out = append(out, a)
+		number := c.Number // stop first: the new one takes the old one's name once it is gone
+		if spec.StartFirst {
+			number = newNumber()
+		}
+		out = append(out, Action{Kind: ActionRecreate, Service: spec.Name, Number: number,
+			Container: engine.ContainerName(project, spec.Name, number), Replaces: &ContainerRef{ID: c.ID, Name: c.Name, Number: c.Number},
+			Reason: reason, StartFirst: spec.StartFirst})
 	}
-	next := nextNumber(containers)
 	for ; kept < spec.Replicas; kept++ {
 		reason := "no existing container"
 		if len(containers) > 0 {
 			reason = fmt.Sprintf("scale up to %d", spec.Replicas)
 		}
-		out = append(out, Action{Kind: ActionCreate, Service: spec.Name, Number: next,
-			Container: ContainerName(project, spec.Name, next), Reason: reason})
-		next++
+		number := newNumber()
+		out = append(out, Action{Kind: ActionCreate, Service: spec.Name, Number: number,
+			Container: engine.ContainerName(project, spec.Name, number), Reason: reason})
 	}
 	return out
+}
+
+// recreateReason says why container c no longer matches spec, or "" when
+// it does.
+func recreateReason(spec engine.ServiceSpec, hash string, c engine.Container) string {
+	switch {
+	case c.Hash != hash && c.Image != spec.Image:
+		return fmt.Sprintf("image changed: %s -> %s", c.Image, spec.Image)
+	case c.Hash != hash:
+		return "config hash changed"
+	case spec.ImageID != "" && c.ImageID != "" && c.ImageID != spec.ImageID:
+		return fmt.Sprintf("image rebuilt: %s is now %s", spec.Image, shortImageID(spec.ImageID))
+	case c.State != "running":
+		return "container is " + c.State
+	}
+	return ""
 }
 
 // shortImageID is an image ID as docker images prints it.
 func shortImageID(id string) string {
 	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		id = id[:12]
-	}
-	return id
+	return id[:min(len(id), 12)]
 }
 
-func nextNumber(containers []Container) int {
+func nextNumber(containers []engine.Container) int {
 	n := 1
 	for _, c := range containers {
-		if c.Number >= n {
-			n = c.Number + 1
-		}
+		n = max(n, c.Number+1)
 	}
 	return n
 }
@@ -167,53 +241,27 @@ func nextNumber(containers []Container) int {
 // runsNewCode reports whether actions start a new or replaced container:
 // removing one does not migrate.
 func runsNewCode(actions []Action) bool {
-	for _, a := range actions {
-		if a.Kind == ActionCreate || a.Kind == ActionRecreate {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(actions, func(a Action) bool { return a.Kind == ActionCreate || a.Kind == ActionRecreate })
 }
 
-// oneOffRuns are the run steps of every one-off job in desired.
-func oneOffRuns(desired []ServiceSpec) []Action {
+// oneOffRuns are the steps that run every one-off job of the stack: the
+// backup job's dump first, when the stack has one, then each one-off.
+func oneOffRuns(in PlanInput) []Action {
 	var runs []Action
-	for _, spec := range desired {
+	if in.Backup != "" && slices.ContainsFunc(in.Desired, func(s engine.ServiceSpec) bool { return s.Name == in.Backup }) {
+		runs = append(runs, Action{Kind: ActionBackup, Service: in.Backup,
+			Container: engine.OneOffName(in.Project, in.Backup, in.Release), Reason: "pg_dump before migrations"})
+	}
+	for _, spec := range in.Desired {
 		if spec.OneOff {
 			runs = append(runs, Action{Kind: ActionRun, Service: spec.Name,
-				Container: spec.Project + "-" + spec.Name + "-run", Reason: "runs before the services that depend on it change"})
+				Container: engine.OneOffName(in.Project, spec.Name, in.Release), Reason: "runs before the services that depend on it change"})
 		}
 	}
 	return runs
 }
 
 // dependsOnOneOff reports whether spec waits for a one-off job.
-func dependsOnOneOff(spec ServiceSpec, desired []ServiceSpec) bool {
-	for _, dep := range spec.DependsOn {
-		for _, d := range desired {
-			if d.Name == dep && d.OneOff {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// String is the plan as printed by obcd plan and deploy --dry-run; tests
-// compare it as golden text. It shows names and causes, never values.
-func (p Plan) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Plan for %s:\n", p.Project)
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	for _, a := range p.Actions {
-		mode := ""
-		if a.StartFirst && a.Kind == ActionRecreate {
-			mode = " (start first)"
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s%s\n", a.Kind, a.Container, a.Reason, mode)
-	}
-	tw.Flush()
-	fmt.Fprintf(&b, "%d to create, %d to recreate, %d to remove, %d to run, %d unchanged.\n",
-		p.Count(ActionCreate), p.Count(ActionRecreate), p.Count(ActionRemove), p.Count(ActionRun), p.Count(ActionKeep))
-	return b.String()
+func dependsOnOneOff(spec engine.ServiceSpec, desired []engine.ServiceSpec) bool {
+	return slices.ContainsFunc(desired, func(d engine.ServiceSpec) bool { return d.OneOff && slices.Contains(spec.DependsOn, d.Name) })
 }

@@ -2,31 +2,35 @@ package orchestrator
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/obcd/obcd/orchestrator/engine"
 )
 
 var updatePlans = flag.Bool("update", false, "rewrite golden files")
 
-func webSpec(image string, replicas int) ServiceSpec {
-	return ServiceSpec{Project: "demo-staging", Name: "web", Image: image, Replicas: replicas, StartFirst: true,
+func webSpec(image string, replicas int) engine.ServiceSpec {
+	return engine.ServiceSpec{Project: "demo-staging", Name: "web", Image: image, Replicas: replicas, StartFirst: true,
 		DependsOn: []string{"db", "migrate"}}
 }
 
 var (
-	dbSpec      = ServiceSpec{Project: "demo-staging", Name: "db", Image: "postgres:15", Replicas: 1}
-	migrateSpec = ServiceSpec{Project: "demo-staging", Name: "migrate", Image: "demo/app:1", Replicas: 1, OneOff: true, DependsOn: []string{"db"}}
+	dbSpec      = engine.ServiceSpec{Project: "demo-staging", Name: "db", Image: "postgres:15", Replicas: 1}
+	backupSpec  = engine.ServiceSpec{Project: "demo-staging", Name: "backup", Image: "postgres:15", Replicas: 1, DependsOn: []string{"db"}}
+	migrateSpec = engine.ServiceSpec{Project: "demo-staging", Name: "migrate", Image: "demo/app:1", Replicas: 1, OneOff: true, DependsOn: []string{"db"}}
 )
 
-func running(spec ServiceSpec, number int) Container {
-	return Container{ID: spec.Name + "-id", Name: ContainerName(spec.Project, spec.Name, number), Service: spec.Name,
+func running(spec engine.ServiceSpec, number int) engine.Container {
+	return engine.Container{ID: fmt.Sprintf("%s-id-%d", spec.Name, number), Name: engine.ContainerName(spec.Project, spec.Name, number), Service: spec.Name,
 		Number: number, Hash: spec.Hash(), Image: spec.Image, State: "running"}
 }
 
 // builtAs is a running container created from the image with this ID.
-func builtAs(spec ServiceSpec, number int, imageID string) Container {
+func builtAs(spec engine.ServiceSpec, number int, imageID string) engine.Container {
 	c := running(spec, number)
 	c.ImageID = imageID
 	return c
@@ -44,17 +48,23 @@ func TestMakePlan_Golden(t *testing.T) {
 	crashed.State = "exited"
 	cases := []struct {
 		name     string
-		desired  []ServiceSpec
-		observed []Container
+		desired  []engine.ServiceSpec
+		observed []engine.Container
 		changes  bool
+		backup   string
 	}{
-		{"first-deploy", []ServiceSpec{dbSpec, migrateSpec, v1}, nil, true},
-		{"no-op", []ServiceSpec{dbSpec, migrateSpec, v1}, []Container{running(dbSpec, 1), running(v1, 1), running(v1, 2)}, false},
-		{"upgrade", []ServiceSpec{dbSpec, migrate2, v2}, []Container{running(dbSpec, 1), running(v1, 1), running(v1, 2)}, true},
-		{"scale-down-and-gone", []ServiceSpec{dbSpec, migrateSpec, webSpec("demo/app:1", 1)},
-			[]Container{running(dbSpec, 1), running(v1, 1), running(v1, 2), {Name: "demo-staging-old-1", Service: "old", Number: 1, State: "running"}}, true},
-		{"exited-db", []ServiceSpec{dbSpec}, []Container{crashed}, true},
-		{"rebuilt-image", []ServiceSpec{dbSpec, migrateSpec, rebuilt}, []Container{running(dbSpec, 1), builtAs(v1, 1, "sha256:0ld1mage0000aaaa"), builtAs(v1, 2, "sha256:0ld1mage0000aaaa")}, true},
+		{"first-deploy", []engine.ServiceSpec{dbSpec, migrateSpec, v1}, nil, true, ""},
+		{"no-op", []engine.ServiceSpec{dbSpec, migrateSpec, v1}, []engine.Container{running(dbSpec, 1), running(v1, 1), running(v1, 2)}, false, ""},
+		{"upgrade", []engine.ServiceSpec{dbSpec, migrate2, v2}, []engine.Container{running(dbSpec, 1), running(v1, 1), running(v1, 2)}, true, ""},
+		{"scale-down-and-gone", []engine.ServiceSpec{dbSpec, migrateSpec, webSpec("demo/app:1", 1)},
+			[]engine.Container{running(dbSpec, 1), running(v1, 1), running(v1, 2), {Name: "demo-staging-old-1", Service: "old", Number: 1, State: "running"}}, true, ""},
+		{"exited-db", []engine.ServiceSpec{dbSpec}, []engine.Container{crashed}, true, ""},
+		// The backup job's dump is a wave of its own before migrate; the
+		// start-first replacements and the new replica take the numbers
+		// after the highest one web has, in plan order.
+		{"upgrade-backup-scale-up", []engine.ServiceSpec{dbSpec, backupSpec, migrate2, webSpec("demo/app:2", 3)},
+			[]engine.Container{running(dbSpec, 1), running(backupSpec, 1), running(v1, 1), running(v1, 2)}, true, "backup"},
+		{"rebuilt-image", []engine.ServiceSpec{dbSpec, migrateSpec, rebuilt}, []engine.Container{running(dbSpec, 1), builtAs(v1, 1, "sha256:0ld1mage0000aaaa"), builtAs(v1, 2, "sha256:0ld1mage0000aaaa")}, true, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,7 +72,7 @@ func TestMakePlan_Golden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			plan := MakePlan("demo-staging", ordered, tc.observed)
+			plan := MakePlan(PlanInput{Project: "demo-staging", Release: "20260101T000000Z-abc123", Desired: ordered, Observed: tc.observed, Backup: tc.backup})
 			if plan.Changes() != tc.changes {
 				t.Errorf("Changes() = %v, want %v", plan.Changes(), tc.changes)
 			}
@@ -87,7 +97,7 @@ func TestMakePlan_Golden(t *testing.T) {
 func TestMakePlan_NeverPrintsSecretValues(t *testing.T) {
 	spec := webSpec("demo/app:1", 1)
 	spec.Env = map[string]string{"DB_PASSWORD": "hunter2-secret-value"}
-	plan := MakePlan("demo-staging", []ServiceSpec{spec}, nil)
+	plan := MakePlan(PlanInput{Project: "demo-staging", Release: "r1", Desired: []engine.ServiceSpec{spec}})
 	if s := plan.String(); len(s) == 0 || strings.Contains(s, "hunter2") {
 		t.Errorf("plan leaks a value:\n%s", s)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/obcd/obcd/orchestrator/testsvc"
+	"github.com/obcd/obcd/internal/testsvc"
 )
 
 // runBackupScript runs the rendered backup.sh once (BACKUP_ONCE=1)

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	stackhcl "github.com/obcd/obcd/hcl"
-	"github.com/obcd/obcd/orchestrator/testsvc"
+	"github.com/obcd/obcd/internal/testsvc"
 )
 
 // dbTestSecrets holds a test password for every secret of obcms. They use

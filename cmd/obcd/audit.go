@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/obcd/obcd/orchestrator"
+	"github.com/obcd/obcd/internal/atomicfile"
 	"github.com/obcd/obcd/orchestrator/checks"
 )
 
@@ -21,21 +21,11 @@ type auditOptions struct {
 func newAuditCommand(global *globalOptions) *cobra.Command {
 	opts := &auditOptions{globalOptions: global}
 	cmd := &cobra.Command{
-		Use:   "audit ENV",
-		Short: "Write a deployment-readiness report for an environment",
-		Long: `Audit scores the same findings as validate into a readiness report shaped
-like a deployment audit: an overall score out of 100, a table of twelve
-categories (COMPLETE, GOOD, PARTIAL or NEEDS WORK), the critical blocking
-issues, then the high and medium priority ones (each with file, impact and
-fix), the positive findings, a checklist, and the scoring rules.
-
---live adds the live checks of validate --deploy.
-
-Exit codes: 0 ready to deploy; 1 not ready (critical findings or errors;
-the report is still written) or an invalid stack file; 64 usage error.`,
-		Example: `  obcd audit staging --stack stacks/obcms.hcl
-  obcd audit production --live --format json --out audit.json`,
-		Args: exactEnv,
+		Use:     "audit ENV",
+		Short:   "Write a deployment-readiness report for an environment",
+		Long:    auditLong,
+		Example: auditExample,
+		Args:    exactEnv,
 		PreRunE: func(*cobra.Command, []string) error {
 			if opts.format != "md" && opts.format != "json" {
 				return usageError{fmt.Errorf("--format %q: use md or json", opts.format)}
@@ -64,7 +54,7 @@ func runAudit(opts *auditOptions, env string) error {
 		}
 	}
 	if opts.out != "" {
-		if err := orchestrator.WriteFileAtomic(opts.out, data, 0o644); err != nil {
+		if err := atomicfile.WriteFile(opts.out, data, 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(opts.stderr, "Wrote %s: %s.\n", opts.out, report.Headline())
@@ -76,3 +66,17 @@ func runAudit(opts *auditOptions, env string) error {
 	}
 	return nil
 }
+
+const auditLong = `Audit scores the same findings as validate into a readiness report shaped
+like a deployment audit: an overall score out of 100, a table of twelve
+categories (COMPLETE, GOOD, PARTIAL or NEEDS WORK), the critical blocking
+issues, then the high and medium priority ones (each with file, impact and
+fix), the positive findings, a checklist, and the scoring rules.
+
+--live adds the live checks of validate --deploy.
+
+Exit codes: 0 ready to deploy; 1 not ready (critical findings or errors;
+the report is still written) or an invalid stack file; 64 usage error.`
+
+const auditExample = `  obcd audit staging --stack stacks/obcms.hcl
+  obcd audit production --live --format json --out audit.json`

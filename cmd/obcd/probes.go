@@ -8,7 +8,6 @@ import (
 	"time"
 
 	stackhcl "github.com/obcd/obcd/hcl"
-	"github.com/obcd/obcd/orchestrator/checks"
 	"github.com/obcd/obcd/orchestrator/probe"
 )
 
@@ -23,18 +22,15 @@ type probeOptions struct {
 // environmentProbes loads the stack and builds its probes, with the
 // container probe when the environment's Docker engine answers.
 func (o *globalOptions) environmentProbes(env string, po *probeOptions) (*stackhcl.Stack, probe.Plan, error) {
-	stack, err := o.loadStack(env)
+	environment, err := o.open(env)
 	if err != nil {
 		return nil, probe.Plan{}, err
 	}
-	store, err := o.secrets(env)
-	if err != nil {
-		return nil, probe.Plan{}, err
-	}
-	opts := probe.BuildOptions{Stack: stack, Secrets: store}
+	stack := environment.stack
+	opts := probe.BuildOptions{Stack: stack, Secrets: environment.secrets}
 	var dockerNote string
 	if !po.noDocker {
-		if docker, err := checks.DialDocker(stack.DockerHost); err == nil {
+		if docker, err := environment.dockerClient(); err == nil {
 			opts.Docker = docker
 		} else {
 			dockerNote = fmt.Sprintf("containers: cannot reach the Docker engine at %s: %v", stack.DockerHost, err)

@@ -20,25 +20,12 @@ type renderOptions struct {
 func newRenderCommand(global *globalOptions) *cobra.Command {
 	opts := &renderOptions{globalOptions: global}
 	cmd := &cobra.Command{
-		Use:   "render ENV",
-		Short: "Render every artifact of an environment into a directory",
-		Long: `Render evaluates the stack file for one environment and writes every
-artifact it implies: docker-compose.<env>.yml, .env.<env>, and under config/
-the PgBouncer ini and userlist, Postgres roles and pg_hba, Prometheus with its
-rules, Alertmanager, Grafana provisioning and dashboards, nginx.conf and the
-backup script, plus manifest.json with the sha256 of each file.
-
-The output is byte-identical from run to run. Everything is written to a
-temporary directory and renamed into place, so a failed render changes
-nothing. Files derived from secrets (the userlist, roles.sql) are mode 0600;
-secret values themselves are never written: compose reads them from
-OBCD_SECRET_<NAME> at deploy time.
-
-Exit codes: 0 rendered; 1 invalid stack file, missing secret, or write error.`,
-		Example: `  obcd render staging --stack stacks/obcms.hcl
-  obcd render production -f stacks/obcms.hcl --out /tmp/prod --json`,
-		Args: exactEnv,
-		RunE: func(_ *cobra.Command, args []string) error { return runRender(opts, args[0]) },
+		Use:     "render ENV",
+		Short:   "Render every artifact of an environment into a directory",
+		Long:    renderLong,
+		Example: renderExample,
+		Args:    exactEnv,
+		RunE:    func(_ *cobra.Command, args []string) error { return runRender(opts, args[0]) },
 	}
 	cmd.Flags().StringVarP(&opts.out, "out", "o", "", "output directory (default build/<env>)")
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print the manifest as JSON on stdout")
@@ -93,3 +80,20 @@ func printRendered(opts *renderOptions, out string, artifacts []templates.Artifa
 	fmt.Fprintf(opts.stderr, "Rendered %d files into %s.\n", len(artifacts), out)
 	return nil
 }
+
+const renderLong = `Render evaluates the stack file for one environment and writes every
+artifact it implies: docker-compose.<env>.yml, .env.<env>, and under config/
+the PgBouncer ini and userlist, Postgres roles and pg_hba, Prometheus with its
+rules, Alertmanager, Grafana provisioning and dashboards, nginx.conf and the
+backup script, plus manifest.json with the sha256 of each file.
+
+The output is byte-identical from run to run. Everything is written to a
+temporary directory and renamed into place, so a failed render changes
+nothing. Files derived from secrets (the userlist, roles.sql) are mode 0600;
+secret values themselves are never written: compose reads them from
+OBCD_SECRET_<NAME> at deploy time.
+
+Exit codes: 0 rendered; 1 invalid stack file, missing secret, or write error.`
+
+const renderExample = `  obcd render staging --stack stacks/obcms.hcl
+  obcd render production -f stacks/obcms.hcl --out /tmp/prod --json`

@@ -47,20 +47,9 @@ func Execute(args []string, stdout, stderr io.Writer) int {
 
 func newRootCommand(opts *globalOptions) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "obcd",
-		Short: "Render, validate and deploy a Django production stack from one HCL file",
-		Long: `obcd turns one HCL stack file into every artifact a Django production stack
-needs (compose file, PgBouncer userlist, Prometheus and its rules,
-Alertmanager, Grafana provisioning, nginx, env files and the backup job),
-for each environment the file declares.
-
-Start with the bundled example:
-
-  obcd secrets init staging --stack stacks/obcms.hcl
-  obcd render staging --stack stacks/obcms.hcl
-
-Exit codes: 0 success, 1 failure (including an invalid stack file),
-2 "found something" where a command documents it, 64 usage error.`,
+		Use:           "obcd",
+		Short:         "Render, validate and deploy a Django production stack from one HCL file",
+		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -153,3 +142,16 @@ func reportError(stderr io.Writer, err error) int {
 	fmt.Fprintf(stderr, "Error: %s\n", err)
 	return ExitFailure
 }
+
+const rootLong = `obcd turns one HCL stack file into every artifact a Django production stack
+needs (compose file, PgBouncer userlist, Prometheus and its rules,
+Alertmanager, Grafana provisioning, nginx, env files and the backup job),
+for each environment the file declares.
+
+Start with the bundled example:
+
+  obcd secrets init staging --stack stacks/obcms.hcl
+  obcd render staging --stack stacks/obcms.hcl
+
+Exit codes: 0 success, 1 failure (including an invalid stack file),
+2 "found something" where a command documents it, 64 usage error.`

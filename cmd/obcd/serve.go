@@ -30,18 +30,10 @@ type serveOptions struct {
 func newServeCommand(global *globalOptions) *cobra.Command {
 	opts := &serveOptions{globalOptions: global}
 	cmd := &cobra.Command{
-		Use:   "serve ENV",
-		Short: "Serve the environment's status API and obcd's metrics",
-		Long: `Serve runs the environment's probes every --interval and serves:
-
-  GET /api/monitoring/status  the status JSON of obcd status: 200 when
-                              healthy or degraded, 503 when unhealthy (and
-                              before the first round of probes finishes)
-  GET /metrics                obcd's metrics: per-probe success and latency,
-                              the last deploy and rollback, build info
-
-It stops cleanly on SIGINT or SIGTERM.`,
-		Example: `  obcd serve production --listen 127.0.0.1:9401`,
+		Use:     "serve ENV",
+		Short:   "Serve the environment's status API and obcd's metrics",
+		Long:    serveLong,
+		Example: serveExample,
 		Args:    exactEnv,
 		RunE:    func(cmd *cobra.Command, args []string) error { return runServe(cmd.Context(), opts, args[0]) },
 	}
@@ -148,3 +140,15 @@ func (s *statusServer) loop(ctx context.Context, plan probe.Plan, opts *serveOpt
 		}
 	}
 }
+
+const serveLong = `Serve runs the environment's probes every --interval and serves:
+
+  GET /api/monitoring/status  the status JSON of obcd status: 200 when
+                              healthy or degraded, 503 when unhealthy (and
+                              before the first round of probes finishes)
+  GET /metrics                obcd's metrics: per-probe success and latency,
+                              the last deploy and rollback, build info
+
+It stops cleanly on SIGINT or SIGTERM.`
+
+const serveExample = `  obcd serve production --listen 127.0.0.1:9401`

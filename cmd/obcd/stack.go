@@ -7,20 +7,37 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	stackhcl "github.com/obcd/obcd/hcl"
-	"github.com/obcd/obcd/orchestrator"
+	"github.com/obcd/obcd/orchestrator/secrets"
 )
 
 // errInvalidStack is the family of errors whose diagnostics were printed.
 var errInvalidStack = errors.New("the stack file has errors")
 
+// stackInputs are what a stack is loaded with besides the file: --var
+// and the app image tag of deploy --image.
+type stackInputs struct {
+	Vars  map[string]string `json:"vars,omitempty"`
+	Image string            `json:"image,omitempty"`
+}
+
+// inputs are the stack inputs the command line gives.
+func (o *globalOptions) inputs() (stackInputs, error) {
+	vars, err := o.parseVars()
+	return stackInputs{Vars: vars}, err
+}
+
 // loadStack evaluates the stack file for env, printing every diagnostic
 // (errors and warnings) with its source snippet to stderr.
 func (o *globalOptions) loadStack(env string) (*stackhcl.Stack, error) {
-	vars, err := o.parseVars()
+	inputs, err := o.inputs()
 	if err != nil {
 		return nil, err
 	}
-	loader := stackhcl.NewLoader(stackhcl.Options{Environment: env, Vars: vars})
+	return o.loadStackWith(env, inputs)
+}
+
+func (o *globalOptions) loadStackWith(env string, inputs stackInputs) (*stackhcl.Stack, error) {
+	loader := stackhcl.NewLoader(stackhcl.Options{Environment: env, Vars: inputs.Vars, AppTag: inputs.Image})
 	stack, diags := loader.Load(o.stackFile)
 	if len(diags) > 0 {
 		if werr := loader.WriteDiagnostics(o.stderr, diags, !o.noColor && isTerminal(o.stderr)); werr != nil {
@@ -40,7 +57,12 @@ func (o *globalOptions) loadStack(env string) (*stackhcl.Stack, error) {
 	return stack, nil
 }
 
+// secretsPath is the secrets file of env.
+func (o *globalOptions) secretsPath(env string) string {
+	return secrets.Path(o.resolvedStateDir(), env)
+}
+
 // secrets opens the environment's secret store.
-func (o *globalOptions) secrets(env string) (*orchestrator.SecretStore, error) {
-	return orchestrator.LoadSecrets(orchestrator.SecretsPath(o.resolvedStateDir(), env), nil)
+func (o *globalOptions) secrets(env string) (*secrets.Store, error) {
+	return secrets.Load(o.secretsPath(env), nil)
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/obcd/obcd/orchestrator/testsvc"
+	"github.com/obcd/obcd/internal/testsvc"
 )
 
 // TestState_PostgresBackendChosenByTheStack points a stack's state block

@@ -19,20 +19,12 @@ type statusOptions struct {
 func newStatusCommand(global *globalOptions) *cobra.Command {
 	opts := &statusOptions{globalOptions: global}
 	cmd := &cobra.Command{
-		Use:   "status ENV",
-		Short: "Report an environment as healthy, degraded or unhealthy",
-		Long: `Status runs the environment's probes and reports overall_status with its
-components, in the shape of /api/monitoring/status (see obcd serve):
-healthy when every critical component works (Prometheus metrics, logging,
-Redis, the database, the web tier) and the optional ones too (Sentry,
-Celery, Alertmanager, Grafana); degraded when only an optional one fails;
-unhealthy when a critical one does.
-
-Exit codes: 0 healthy; 2 degraded; 1 unhealthy; 64 usage error.`,
-		Example: `  obcd status staging
-  obcd status production --json | jq .overall_status`,
-		Args: exactEnv,
-		RunE: func(_ *cobra.Command, args []string) error { return runStatus(opts, args[0]) },
+		Use:     "status ENV",
+		Short:   "Report an environment as healthy, degraded or unhealthy",
+		Long:    statusLong,
+		Example: statusExample,
+		Args:    exactEnv,
+		RunE:    func(_ *cobra.Command, args []string) error { return runStatus(opts, args[0]) },
 	}
 	addProbeFlags(cmd, &opts.probeOptions)
 	cmd.Flags().Lookup("timeout").DefValue = "20s"
@@ -76,3 +68,15 @@ func runStatus(opts *statusOptions, env string) error {
 	}
 	return nil
 }
+
+const statusLong = `Status runs the environment's probes and reports overall_status with its
+components, in the shape of /api/monitoring/status (see obcd serve):
+healthy when every critical component works (Prometheus metrics, logging,
+Redis, the database, the web tier) and the optional ones too (Sentry,
+Celery, Alertmanager, Grafana); degraded when only an optional one fails;
+unhealthy when a critical one does.
+
+Exit codes: 0 healthy; 2 degraded; 1 unhealthy; 64 usage error.`
+
+const statusExample = `  obcd status staging
+  obcd status production --json | jq .overall_status`

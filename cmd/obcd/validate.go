@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,37 +29,10 @@ type validateOptions struct {
 func newValidateCommand(global *globalOptions) *cobra.Command {
 	opts := &validateOptions{globalOptions: global}
 	cmd := &cobra.Command{
-		Use:   "validate ENV",
-		Short: "Check that an environment is ready to deploy",
-		Long: `Validate runs the rule catalog (docs/checks.md) over the stack file for one
-environment: the monitoring checks (monitoring.E001-E013, W001-W008), the
-readiness audit's findings (audit.A*) and secret hygiene (secrets.S*).
-Findings are grouped by severity, each with file:line and how to fix it.
-
-A warning or info check the stack cannot satisfy can be accepted in the
-stack file, with a reason that is reviewed like code:
-
-  waive "audit.A007" {
-    reason = "Grafana is not packaged by Debian; this stack runs only Debian-built images."
-  }
-
-Waived findings are listed apart, with their reasons; they count toward
-neither errors nor warnings and never change the exit code. Errors cannot
-be waived (waiver.V002), an unknown code is an error (waiver.V001), and a
-waiver that matches nothing is reported as info (waiver.V003).
-
---deploy adds live checks against the environment's target: the Docker
-engine and its free disk, the images, that every secret has a value, the
-rendered env (DEBUG off, a real SECRET_KEY), the database and its
-migrations, and Redis. Each has a timeout; an unreachable target is a
-finding, never a hang.
-
-Exit codes: 0 all checks pass; 1 errors (or an invalid stack file);
-2 warnings under --strict; 64 usage error.`,
-		Example: `  obcd validate staging --stack stacks/obcms.hcl
-  obcd validate production --strict --deploy
-  obcd validate staging --json | jq '.findings[].code'
-  obcd validate --list`,
+		Use:     "validate ENV",
+		Short:   "Check that an environment is ready to deploy",
+		Long:    validateLong,
+		Example: validateExample,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if opts.list {
 				return nil
@@ -89,14 +64,11 @@ type evaluation struct {
 // evaluate loads the stack and runs the static rules, and the live ones
 // when asked.
 func (o *globalOptions) evaluate(env string, live bool, timeout time.Duration) (*evaluation, error) {
-	stack, err := o.loadStack(env)
+	environment, err := o.open(env)
 	if err != nil {
 		return nil, err
 	}
-	store, err := o.secrets(env)
-	if err != nil {
-		return nil, err
-	}
+	stack, store := environment.stack, environment.secrets
 	ev := &evaluation{stack: stack, findings: checks.Run(&checks.Input{Stack: stack, Secrets: store})}
 	if live {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*timeout+10*time.Second)
@@ -140,45 +112,51 @@ var severityHeadings = []struct {
 }
 
 func printFindings(w io.Writer, ev *evaluation, code int) error {
-	fmt.Fprintf(w, "obcd validate %s (%s)\n", ev.stack.Environment, ev.stack.File)
-	if ev.live != nil {
-		api := ev.live.DockerAPIVersion
-		if api == "" {
-			api = "unreachable"
-		}
-		fmt.Fprintf(w, "Docker engine: %s (API %s)\n", ev.stack.DockerHost, api)
-		if ev.live.Migrations >= 0 {
-			fmt.Fprintf(w, "Migrations applied: %d\n", ev.live.Migrations)
-		}
-	}
-	var waived []checks.Finding
-	for _, f := range ev.findings {
-		if f.Waived() {
-			waived = append(waived, f)
-		}
-	}
+	printTarget(w, ev)
 	for _, h := range severityHeadings {
-		var group []checks.Finding
-		for _, f := range ev.findings {
-			if f.Rule.Severity == h.severity && !f.Waived() {
-				group = append(group, f)
-			}
-		}
-		if len(group) == 0 {
-			continue
-		}
-		fmt.Fprintf(w, "\n%s (%d):\n", h.title, len(group))
-		for _, f := range group {
-			fmt.Fprintf(w, "  %s %s  %s\n    %s\n    fix: %s\n", h.mark, f.Rule.Code, findingLocation(f), f.Text(), f.Rule.Fix)
-		}
+		printGroup(w, h.title, h.mark, slices.DeleteFunc(slices.Clone(ev.findings), func(f checks.Finding) bool {
+			return f.Rule.Severity != h.severity || f.Waived()
+		}))
 	}
-	if len(waived) > 0 {
-		fmt.Fprintf(w, "\nWaived (%d):\n", len(waived))
-		for _, f := range waived {
-			fmt.Fprintf(w, "  ~ %s  %s\n    %s\n    reason: %s\n    waiver: %s\n",
-				f.Rule.Code, findingLocation(f), f.Text(), f.Waiver.Reason, f.WaiverLocation())
-		}
+	printWaived(w, slices.DeleteFunc(slices.Clone(ev.findings), func(f checks.Finding) bool { return !f.Waived() }))
+	return printSummary(w, ev, code)
+}
+
+// printTarget heads the report: the environment, and the target when
+// live checks ran.
+func printTarget(w io.Writer, ev *evaluation) {
+	fmt.Fprintf(w, "obcd validate %s (%s)\n", ev.stack.Environment, ev.stack.File)
+	if ev.live == nil {
+		return
 	}
+	fmt.Fprintf(w, "Docker engine: %s (API %s)\n", ev.stack.DockerHost, cmp.Or(ev.live.DockerAPIVersion, "unreachable"))
+	if ev.live.Migrations >= 0 {
+		fmt.Fprintf(w, "Migrations applied: %d\n", ev.live.Migrations)
+	}
+}
+
+func printGroup(w io.Writer, title, mark string, group []checks.Finding) {
+	if len(group) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s (%d):\n", title, len(group))
+	for _, f := range group {
+		fmt.Fprintf(w, "  %s %s  %s\n    %s\n    fix: %s\n", mark, f.Rule.Code, findingLocation(f), f.Text(), f.Rule.Fix)
+	}
+}
+
+func printWaived(w io.Writer, waived []checks.Finding) {
+	if len(waived) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nWaived (%d):\n", len(waived))
+	for _, f := range waived {
+		fmt.Fprintf(w, "  ~ %s  %s\n    %s\n    reason: %s\n    waiver: %s\n",
+			f.Rule.Code, findingLocation(f), f.Text(), f.Waiver.Reason, f.WaiverLocation())
+	}
+}
+
+func printSummary(w io.Writer, ev *evaluation, code int) error {
 	c := checks.Count(ev.findings)
 	verdict := "PASSED"
 	switch {
@@ -289,3 +267,34 @@ func listCatalog(w io.Writer, asJSON bool) error {
 	}
 	return tw.Flush()
 }
+
+const validateLong = `Validate runs the rule catalog (docs/checks.md) over the stack file for one
+environment: the monitoring checks (monitoring.E001-E013, W001-W008), the
+readiness audit's findings (audit.A*) and secret hygiene (secrets.S*).
+Findings are grouped by severity, each with file:line and how to fix it.
+
+A warning or info check the stack cannot satisfy can be accepted in the
+stack file, with a reason that is reviewed like code:
+
+  waive "audit.A007" {
+    reason = "Grafana is not packaged by Debian; this stack runs only Debian-built images."
+  }
+
+Waived findings are listed apart, with their reasons; they count toward
+neither errors nor warnings and never change the exit code. Errors cannot
+be waived (waiver.V002), an unknown code is an error (waiver.V001), and a
+waiver that matches nothing is reported as info (waiver.V003).
+
+--deploy adds live checks against the environment's target: the Docker
+engine and its free disk, the images, that every secret has a value, the
+rendered env (DEBUG off, a real SECRET_KEY), the database and its
+migrations, and Redis. Each has a timeout; an unreachable target is a
+finding, never a hang.
+
+Exit codes: 0 all checks pass; 1 errors (or an invalid stack file);
+2 warnings under --strict; 64 usage error.`
+
+const validateExample = `  obcd validate staging --stack stacks/obcms.hcl
+  obcd validate production --strict --deploy
+  obcd validate staging --json | jq '.findings[].code'
+  obcd validate --list`

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	stackhcl "github.com/obcd/obcd/hcl"
-	"github.com/obcd/obcd/orchestrator"
+	"github.com/obcd/obcd/internal/atomicfile"
 	"github.com/obcd/obcd/orchestrator/probe"
 	"github.com/obcd/obcd/orchestrator/telemetry"
 	"github.com/obcd/obcd/templates"
@@ -29,27 +29,12 @@ type verifyOptions struct {
 func newVerifyCommand(global *globalOptions) *cobra.Command {
 	opts := &verifyOptions{globalOptions: global}
 	cmd := &cobra.Command{
-		Use:   "verify ENV",
-		Short: "Prove that a running environment works, with probes",
-		Long: `Verify runs every probe of the environment at once under one deadline and
-prints a table: probe, target, result, latency, message. Probes come from
-the stack: each service gets its natural ones (web /health/ and /ready/,
-/metrics, HTTPS with HSTS through nginx, PgBouncer logins for every user,
-migrations, replication, a Redis round trip, Prometheus targets and rules,
-Alertmanager, Grafana, Celery workers, container health), reached at the
-address each service declares or the environment's public_url. probe
-blocks in the stack tune, add or turn them off.
-
-A failure says what was expected and what came back. A probe with no
-result yet never counts as a pass.
-
-Exit codes: 0 every critical probe passed; 1 a critical probe failed or
-has no result; 64 usage error.`,
-		Example: `  obcd verify staging
-  obcd verify staging --only web-ready,redis-roundtrip --json
-  obcd verify production --junit verify.xml --timeout 2m`,
-		Args: exactEnv,
-		RunE: func(_ *cobra.Command, args []string) error { return runVerify(opts, args[0]) },
+		Use:     "verify ENV",
+		Short:   "Prove that a running environment works, with probes",
+		Long:    verifyLong,
+		Example: verifyExample,
+		Args:    exactEnv,
+		RunE:    func(_ *cobra.Command, args []string) error { return runVerify(opts, args[0]) },
 	}
 	addProbeFlags(cmd, &opts.probeOptions)
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print results as JSON on stdout")
@@ -198,5 +183,24 @@ func writeJUnit(path string, stack *stackhcl.Stack, results []probe.Result) erro
 	if err != nil {
 		return fmt.Errorf("encode junit: %w", err)
 	}
-	return orchestrator.WriteFileAtomic(path, append([]byte(xml.Header), append(data, '\n')...), 0o644)
+	return atomicfile.WriteFile(path, append([]byte(xml.Header), append(data, '\n')...), 0o644)
 }
+
+const verifyLong = `Verify runs every probe of the environment at once under one deadline and
+prints a table: probe, target, result, latency, message. Probes come from
+the stack: each service gets its natural ones (web /health/ and /ready/,
+/metrics, HTTPS with HSTS through nginx, PgBouncer logins for every user,
+migrations, replication, a Redis round trip, Prometheus targets and rules,
+Alertmanager, Grafana, Celery workers, container health), reached at the
+address each service declares or the environment's public_url. probe
+blocks in the stack tune, add or turn them off.
+
+A failure says what was expected and what came back. A probe with no
+result yet never counts as a pass.
+
+Exit codes: 0 every critical probe passed; 1 a critical probe failed or
+has no result; 64 usage error.`
+
+const verifyExample = `  obcd verify staging
+  obcd verify staging --only web-ready,redis-roundtrip --json
+  obcd verify production --junit verify.xml --timeout 2m`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/obcd/obcd/orchestrator/engine"
+
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 
 	stackhcl "github.com/obcd/obcd/hcl"
-	"github.com/obcd/obcd/orchestrator/testsvc"
+	"github.com/obcd/obcd/internal/testsvc"
 	"github.com/obcd/obcd/templates"
 )
 
@@ -193,7 +194,7 @@ func TestLive_HealthyStackHasNoErrors(t *testing.T) {
 	liveNoLeaks(t, report, secrets)
 
 	// D005 lists exactly the stack's images that the engine lacks.
-	docker, err := DialDocker("unix:///var/run/docker.sock")
+	docker, err := engine.Dial("unix:///var/run/docker.sock")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,69 +391,6 @@ func TestLive_MissingSecretIsD002NamingOnlyIt(t *testing.T) {
 		t.Errorf("want one D002 per missing secret (2), got %d", got)
 	}
 	liveOne(t, report, "deploy.D003", "SECRET_KEY is missing")
-}
-
-// TestLive_DialDockerOverSSHRunsDialStdio puts a fake ssh first in PATH
-// that checks its arguments and runs `docker system dial-stdio` here, so
-// the ssh:// path reaches the real local engine.
-func TestLive_DialDockerOverSSHRunsDialStdio(t *testing.T) {
-	if _, err := os.Stat("/var/run/docker.sock"); err != nil {
-		t.Skip("no local Docker engine")
-	}
-	bin := t.TempDir()
-	argsFile := filepath.Join(bin, "args")
-	script := "#!/bin/sh\necho \"$@\" > " + argsFile + "\n" +
-		"[ \"$1 $2 $3 $4 $5 $6\" = \"-o BatchMode=yes -p 2222 -- deploy@obcms-prod-1\" ] || { echo \"bad ssh args: $*\" >&2; exit 255; }\n" +
-		"shift 6\nexec \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("DOCKER_HOST", "")
-
-	docker, err := DialDocker("ssh://deploy@obcms-prod-1:2222")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer docker.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ping, err := docker.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
-	if err != nil {
-		t.Fatalf("ping over the ssh dialer: %v", err)
-	}
-	if ping.APIVersion == "" {
-		t.Error("no API version over ssh")
-	}
-	args, err := os.ReadFile(argsFile)
-	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(args)), "docker system dial-stdio") {
-		t.Errorf("ssh ran with %q (%v)", args, err)
-	}
-
-	if _, err := DialDocker("ssh://deploy@obcms-prod-1:2222"); err != nil {
-		t.Fatal(err)
-	}
-	failing, err := DialDocker("ssh://nobody@obcms-prod-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer failing.Close()
-	if _, err := failing.Ping(ctx, client.PingOptions{}); err == nil || !strings.Contains(err.Error(), "bad ssh args") {
-		t.Errorf("a failing ssh should surface its stderr, got %v", err)
-	}
-}
-
-func TestLive_DialDockerRejectsUnknownSchemes(t *testing.T) {
-	for _, host := range []string{"http://example.org:2375", "ssh://", "ssh://host/path", "npipe:////./pipe/docker_engine"} {
-		if _, err := DialDocker(host); err == nil {
-			t.Errorf("DialDocker(%q) accepted", host)
-		}
-	}
-	for _, host := range []string{"unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", "ssh://deploy@host"} {
-		if _, err := DialDocker(host); err != nil {
-			t.Errorf("DialDocker(%q): %v", host, err)
-		}
-	}
 }
 
 // fakeLiveDocker is a DockerAPI whose calls a test can replace; a nil field

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/obcd/obcd/orchestrator/testsvc"
+	"github.com/obcd/obcd/internal/testsvc"
 )
 
 func TestAlertmanager_RealServerPasses(t *testing.T) {

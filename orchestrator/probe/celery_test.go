@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/obcd/obcd/internal/testsvc"
 	"github.com/obcd/obcd/orchestrator/probe"
-	"github.com/obcd/obcd/orchestrator/testsvc"
 )
 
 const celeryTestExposition = `# HELP celery_worker_up Indicates if a worker has recently sent a heartbeat.

@@ -10,19 +10,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/obcd/obcd/orchestrator/engine"
+
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
-)
-
-// Compose labels the container probe selects and groups by.
-const (
-	// composeProjectLabel names the compose project a container belongs to.
-	composeProjectLabel = "com.docker.compose.project"
-	// composeServiceLabel names the compose service a container runs.
-	composeServiceLabel = "com.docker.compose.service"
-	// composeOneoffLabel is "True" on `compose run` containers, which the
-	// probe leaves out.
-	composeOneoffLabel = "com.docker.compose.oneoff"
 )
 
 // DefaultMaxRestarts is how many restarts a container may have before the
@@ -62,7 +53,7 @@ func containerCheck(ctx context.Context, cfg ContainerConfig) Attempt {
 	}
 	listed, err := cfg.Docker.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
-		Filters: make(client.Filters).Add("label", composeProjectLabel+"="+cfg.Project),
+		Filters: make(client.Filters).Add("label", engine.LabelProject+"="+cfg.Project),
 	})
 	if err != nil {
 		return Failed("listing the containers of project %q: %v", cfg.Project, err)
@@ -71,7 +62,7 @@ func containerCheck(ctx context.Context, cfg ContainerConfig) Attempt {
 	running := map[string]int{} // service → running containers
 	total := 0
 	for _, summary := range containerSorted(listed.Items) {
-		if summary.Labels[composeOneoffLabel] == "True" {
+		if summary.Labels[engine.LabelOneOff] == "True" {
 			continue
 		}
 		total++
@@ -85,7 +76,7 @@ func containerCheck(ctx context.Context, cfg ContainerConfig) Attempt {
 			problems = append(problems, fmt.Sprintf("container %s %s", containerName(inspected.Container, summary), problem))
 		}
 		if inspected.Container.State != nil && inspected.Container.State.Running {
-			running[summary.Labels[composeServiceLabel]]++
+			running[summary.Labels[engine.LabelService]]++
 		}
 	}
 	for _, service := range cfg.Services {

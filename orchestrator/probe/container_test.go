@@ -20,6 +20,7 @@ import (
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	"github.com/obcd/obcd/orchestrator/engine"
 )
 
 // containerFakeAPI fakes the engine with function fields.
@@ -54,14 +55,14 @@ func containerFakeEngine(t *testing.T, containers ...containerFake) containerFak
 	byID := map[string]containerFake{}
 	return containerFakeAPI{
 		list: func(_ context.Context, options client.ContainerListOptions) (client.ContainerListResult, error) {
-			if !options.All || !options.Filters["label"][composeProjectLabel+"=shop"] {
-				t.Errorf("ContainerList options %+v, want all containers with label %s=shop", options, composeProjectLabel)
+			if !options.All || !options.Filters["label"][engine.LabelProject+"=shop"] {
+				t.Errorf("ContainerList options %+v, want all containers with label %s=shop", options, engine.LabelProject)
 			}
 			var items []container.Summary
 			for _, fake := range containers {
-				labels := map[string]string{composeProjectLabel: "shop", composeServiceLabel: fake.service, composeOneoffLabel: "False"}
+				labels := map[string]string{engine.LabelProject: "shop", engine.LabelService: fake.service, engine.LabelOneOff: "False"}
 				if fake.oneoff {
-					labels[composeOneoffLabel] = "True"
+					labels[engine.LabelOneOff] = "True"
 				}
 				byID["id-"+fake.name] = fake
 				items = append(items, container.Summary{ID: "id-" + fake.name, Names: []string{"/" + fake.name}, Labels: labels, State: fake.state})
@@ -213,10 +214,10 @@ func TestContainer_RealEngineHealthyComposeServicePasses(t *testing.T) {
 	created, err := docker.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: projectName + "-web-1",
 		Config: &container.Config{Image: imageTag, Labels: map[string]string{
-			composeProjectLabel:                   projectName,
-			composeServiceLabel:                   "web",
-			"com.docker.compose.container-number": "1",
-			composeOneoffLabel:                    "False",
+			engine.LabelProject:         projectName,
+			engine.LabelService:         "web",
+			engine.LabelContainerNumber: "1",
+			engine.LabelOneOff:          "False",
 		}},
 	})
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	stackhcl "github.com/obcd/obcd/hcl"
-	"github.com/obcd/obcd/orchestrator/testsvc"
-	"github.com/obcd/obcd/orchestrator/testsvc/stackenv"
+	"github.com/obcd/obcd/internal/testsvc"
+	"github.com/obcd/obcd/internal/testsvc/stackenv"
 	"github.com/obcd/obcd/templates"
 )
 

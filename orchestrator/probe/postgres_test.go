@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/obcd/obcd/internal/testsvc"
 	"github.com/obcd/obcd/orchestrator/probe"
-	"github.com/obcd/obcd/orchestrator/testsvc"
 )
 
 // Passwords of the test roles; no message may contain them.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/obcd/obcd/orchestrator/testsvc"
+	"github.com/obcd/obcd/internal/testsvc"
 )
 
 // monitorDeadline bounds a probe against a real server: Prometheus's

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/obcd/obcd/internal/testsvc"
 	"github.com/obcd/obcd/orchestrator/probe"
-	"github.com/obcd/obcd/orchestrator/testsvc"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/moby/moby/client"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator"
+	"github.com/obcd/obcd/orchestrator/engine"
+	"github.com/obcd/obcd/orchestrator/lock"
+	"github.com/obcd/obcd/orchestrator/secrets"
+	"github.com/obcd/obcd/orchestrator/state"
+)
+
+// environment is one environment of the stack, opened once per command:
+// the stack, loaded once with its inputs, and its secrets; its release
+// store, lock and Docker client are opened when first asked for. Close it
+// when the command ends.
+type environment struct {
+	name    string
+	global  *globalOptions
+	stack   *stackhcl.Stack
+	secrets *secrets.Store
+
+	store  state.Store
+	locker lock.Locker
+	docker *client.Client
+}
+
+// openEnvironment loads the stack for env with inputs, and its secrets.
+func (o *globalOptions) openEnvironment(env string, inputs stackInputs) (*environment, error) {
+	stack, err := o.loadStackWith(env, inputs)
+	if err != nil {
+		return nil, err
+	}
+	store, err := o.secrets(env)
+	if err != nil {
+		return nil, err
+	}
+	return &environment{name: env, global: o, stack: stack, secrets: store}, nil
+}
+
+// open is openEnvironment with the command line's inputs.
+func (o *globalOptions) open(env string) (*environment, error) {
+	inputs, err := o.inputs()
+	if err != nil {
+		return nil, err
+	}
+	return o.openEnvironment(env, inputs)
+}
+
+// state opens where the stack keeps releases and the lock: the local
+// state directory, or the Postgres database of a state block.
+func (e *environment) state(ctx context.Context) (state.Store, lock.Locker, error) {
+	if e.store != nil {
+		return e.store, e.locker, nil
+	}
+	if e.stack.State.Backend != "postgres" {
+		dir := filepath.Join(e.global.resolvedStateDir(), e.name)
+		e.store, e.locker = state.OpenLocalStore(dir), lock.NewFileLocker(dir)
+		return e.store, e.locker, nil
+	}
+	dsn, err := e.secrets.Value(e.stack.State.DSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := state.OpenPostgresStore(ctx, dsn, e.name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("state database (secret %s): %w", e.stack.State.DSN, err)
+	}
+	e.store, e.locker = store, lock.NewPostgresLocker(dsn, e.name)
+	return e.store, e.locker, nil
+}
+
+// dockerClient is the client of the environment's Docker engine; making
+// it does no I/O.
+func (e *environment) dockerClient() (*client.Client, error) {
+	if e.docker != nil {
+		return e.docker, nil
+	}
+	docker, err := engine.Dial(e.stack.DockerHost)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine %s: %w", e.stack.DockerHost, err)
+	}
+	e.docker = docker
+	return docker, nil
+}
+
+// deployer wires the engine, the state store, the lock and the secrets.
+func (e *environment) deployer(ctx context.Context, events func(orchestrator.Event)) (*orchestrator.Deployer, error) {
+	store, locker, err := e.state(ctx)
+	if err != nil {
+		return nil, err
+	}
+	docker, err := e.dockerClient()
+	if err != nil {
+		return nil, err
+	}
+	return &orchestrator.Deployer{
+		Engine: &engine.Engine{API: docker}, Docker: docker,
+		Store: store, Locker: locker, Stack: e.stack, Secrets: e.secrets, Events: events,
+	}, nil
+}
+
+// close closes what the environment opened.
+func (e *environment) close() {
+	if pg, ok := e.store.(*state.PostgresStore); ok {
+		_ = pg.Close(context.Background())
+	}
+	if e.docker != nil {
+		_ = e.docker.Close()
+	}
+}

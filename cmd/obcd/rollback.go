@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/obcd/obcd/orchestrator"
+)
+
+type rollbackOptions struct {
+	*globalOptions
+	to       string
+	lockWait time.Duration
+}
+
+func newRollbackCommand(global *globalOptions) *cobra.Command {
+	opts := &rollbackOptions{globalOptions: global}
+	cmd := &cobra.Command{
+		Use:     "rollback ENV [--to RELEASE]",
+		Short:   "Return an environment to a recorded release",
+		Long:    rollbackLong,
+		Example: rollbackExample,
+		Args:    exactEnv,
+		RunE:    func(_ *cobra.Command, args []string) error { return runRollback(opts, args[0]) },
+	}
+	cmd.Flags().StringVar(&opts.to, "to", "", "release id to return to (default: the last stable release)")
+	cmd.Flags().DurationVar(&opts.lockWait, "lock-wait", 0, "wait this long for the lock")
+	return cmd
+}
+
+func runRollback(opts *rollbackOptions, env string) error {
+	environment, err := opts.open(env)
+	if err != nil {
+		return err
+	}
+	defer environment.close()
+	ctx := context.Background()
+	d, err := environment.deployer(ctx, opts.eventPrinter(false))
+	if err != nil {
+		return err
+	}
+	result, err := d.Rollback(ctx, orchestrator.RollbackOptions{To: opts.to, LockWait: opts.lockWait})
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	rec := result.Release
+	fmt.Fprintf(opts.stdout, "Rolled back to release %s (%s), recorded as release %s.\n", rec.RollbackOf, rec.Version, rec.ID)
+	return nil
+}
+
+const rollbackLong = `Rollback converges the environment to a recorded release (the last stable one
+by default): its images, rendered config and env. It takes the lock, shows
+the plan it applies, rolls web start-first and runs the probes. The
+rollback is a release of its own in history, and becomes the stable one.
+
+Exit codes: 0 rolled back and verified; 1 failed; 64 usage error.`
+
+const rollbackExample = `  obcd rollback staging
+  obcd rollback production --to 20261123T190102Z-a1b2c3`

@@ -1,0 +1,344 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/obcd/obcd/orchestrator/engine"
+	"github.com/obcd/obcd/orchestrator/probe"
+	"github.com/obcd/obcd/orchestrator/state"
+)
+
+// ContainerEngine is what applying a plan needs from the engine: one call
+// per plan step. *engine.Engine implements it on the Docker API; tests
+// fake it to check the executor's order.
+type ContainerEngine interface {
+	Observe(ctx context.Context, project string) ([]engine.Container, error)
+	Inspect(ctx context.Context, containerID string) (engine.Container, error)
+	EnsureNetwork(ctx context.Context, project string) (string, error)
+	EnsureVolume(ctx context.Context, project, volume string) (string, error)
+	Create(ctx context.Context, spec engine.ServiceSpec, name string, number int, release string) (engine.Container, error)
+	Start(ctx context.Context, containerID string) error
+	WaitHealthy(ctx context.Context, containerID string) error
+	Publish(ctx context.Context, containerID string, spec engine.ServiceSpec) error
+	Retire(ctx context.Context, containerID string) error
+	RunOneOff(ctx context.Context, spec engine.ServiceSpec, name, release string) (int, string, error)
+	Logs(ctx context.Context, containerID string, tail int) (string, error)
+	ImagePresent(ctx context.Context, ref string) (string, bool, error)
+	TagImage(ctx context.Context, src, dst string) error
+	BuildImage(ctx context.Context, contextTar io.Reader, tag string, buildArgs map[string]*string) error
+	RemoveProject(ctx context.Context, project string, volumes bool) error
+}
+
+var _ ContainerEngine = (*engine.Engine)(nil)
+
+// apply carries out a deploy's plan and proves the result with probes:
+// the release becomes stable. A failure after changes began rolls back
+// to the stable release; one before leaves everything as it was.
+func (d *Deployer) apply(ctx context.Context, planned *Planned) (DeployResult, error) {
+	result := DeployResult{Plan: planned.Plan, Release: planned.Release}
+	x := d.executor(planned)
+	if err := x.prepare(ctx); err != nil {
+		return result, err
+	}
+	rel := planned.Release
+	began, err := x.converge(ctx)
+	if err == nil {
+		rel.Probes, err = d.verify(ctx)
+		result.Failed = probe.Failures(rel.Probes)
+		if err == nil {
+			return d.succeed(ctx, result, rel)
+		}
+	}
+	rel.Outcome, rel.Message, rel.Finished = state.OutcomeFailed, err.Error(), time.Now().UTC()
+	result.Report = x.report(ctx, err, result.Failed)
+	if !began || planned.Stable == nil {
+		_ = d.Store.Save(context.WithoutCancel(ctx), rel)
+		result.Release = rel
+		return result, err
+	}
+	return d.rollbackAfter(ctx, result, rel, *planned.Stable, err)
+}
+
+// executor carries out one plan, wave by wave. It decides nothing: every
+// container it creates, and every one it acts on, is in the plan.
+type executor struct {
+	d       *Deployer
+	planned *Planned
+
+	mu      sync.Mutex
+	created []engine.Container // what it created and did not remove again
+}
+
+func (d *Deployer) executor(planned *Planned) *executor {
+	return &executor{d: d, planned: planned}
+}
+
+// prepare builds the images the plan builds, tags what runs now as
+// stable, and records the release and its files before anything changes.
+func (x *executor) prepare(ctx context.Context) error {
+	if err := x.buildImages(ctx); err != nil {
+		return errors.Join(err, ErrImages)
+	}
+	x.tagStable(ctx)
+	rel := &x.planned.Release
+	if err := x.d.Store.SaveArtifacts(ctx, rel.ID, x.planned.Artifacts); err != nil {
+		return err
+	}
+	return x.d.Store.Save(ctx, *rel)
+}
+
+// buildImages builds the plan's images through the API, from the stack's
+// build contexts, and records their IDs. An image nothing builds stops
+// the deploy here, before any change.
+func (x *executor) buildImages(ctx context.Context) error {
+	images := x.planned.Plan.Images
+	if err := missingImages(images); err != nil {
+		return err
+	}
+	for _, image := range images {
+		x.d.emit("images", image.Services[0], "", "building %s from %s", image.Image, image.Build)
+		contextTar, err := engine.TarContext(image.Build, image.Dockerfile)
+		if err != nil {
+			return err
+		}
+		if err := x.d.Engine.BuildImage(ctx, contextTar, image.Image, nil); err != nil {
+			return fmt.Errorf("build %s: %w", image.Image, err)
+		}
+		id, ok, err := x.d.Engine.ImagePresent(ctx, image.Image)
+		if err == nil && !ok {
+			err = fmt.Errorf("image %s is missing after its build", image.Image)
+		}
+		if err != nil {
+			return err
+		}
+		for _, service := range image.Services {
+			x.planned.Release.ImageDigests[service] = id
+		}
+	}
+	return nil
+}
+
+// converge ensures the project's network and volumes, then applies the
+// plan's waves in order. It reports whether any change began (the point
+// of no return for rolling back).
+func (x *executor) converge(ctx context.Context) (bool, error) {
+	if err := x.ensureNetworkAndVolumes(ctx); err != nil {
+		return false, err
+	}
+	waves := x.planned.Plan.Waves()
+	for _, wave := range waves {
+		if err := x.applyWave(ctx, wave); err != nil {
+			return true, err
+		}
+	}
+	return len(waves) > 0, nil
+}
+
+func (x *executor) ensureNetworkAndVolumes(ctx context.Context) error {
+	if _, err := x.d.Engine.EnsureNetwork(ctx, x.planned.Plan.Project); err != nil {
+		return errors.Join(err, ErrConverge)
+	}
+	volumes := map[string]bool{}
+	for _, spec := range x.planned.Desired {
+		for _, m := range spec.Mounts {
+			if m.Volume != "" {
+				volumes[m.Volume] = true
+			}
+		}
+	}
+	for _, volume := range slices.Sorted(maps.Keys(volumes)) {
+		if _, err := x.d.Engine.EnsureVolume(ctx, x.planned.Plan.Project, volume); err != nil {
+			return errors.Join(err, ErrConverge)
+		}
+	}
+	return nil
+}
+
+// applyWave applies one wave's steps, all at once when there are several,
+// and waits for every one of them: a step that fails does not stop the
+// others, whose containers are then healthy or already removed again.
+func (x *executor) applyWave(ctx context.Context, wave []Action) error {
+	for _, a := range wave {
+		x.d.emit("converge", a.Service, a.target(), "%s: %s", a.Kind, a.Reason)
+	}
+	if first := wave[0]; first.Kind == ActionRecreate && first.StartFirst {
+		return x.startFirst(ctx, wave)
+	}
+	errs := make([]error, len(wave))
+	var wg sync.WaitGroup
+	for i, a := range wave {
+		wg.Go(func() { errs[i] = x.step(ctx, a) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// step applies one step that is not a start-first replacement.
+func (x *executor) step(ctx context.Context, a Action) error {
+	spec := x.planned.spec(a.Service)
+	switch a.Kind {
+	case ActionBackup:
+		return x.backup(ctx, a, spec)
+	case ActionRun:
+		return x.runOneOff(ctx, a, spec, "before any web change")
+	case ActionCreate:
+		_, err := x.startHealthy(ctx, spec, a)
+		return err
+	case ActionRemove:
+		return x.retire(ctx, a.Service, ContainerRef{ID: a.ID, Name: a.Container, Number: a.Number})
+	case ActionRecreate:
+		if err := x.retire(ctx, a.Service, *a.Replaces); err != nil {
+			return err
+		}
+		_, err := x.startHealthy(ctx, spec, a)
+		return err
+	}
+	return nil
+}
+
+// backup takes one verified pg_dump with the stack's backup job before
+// migrations run, so a migration that goes wrong can be undone from a
+// dump of the schema it started from.
+func (x *executor) backup(ctx context.Context, a Action, spec engine.ServiceSpec) error {
+	spec.Env = maps.Clone(spec.Env)
+	if spec.Env == nil {
+		spec.Env = map[string]string{}
+	}
+	spec.Env["BACKUP_ONCE"] = "1"
+	return x.runOneOff(ctx, a, spec, "before migrations")
+}
+
+func (x *executor) runOneOff(ctx context.Context, a Action, spec engine.ServiceSpec, when string) error {
+	code, logs, err := x.d.Engine.RunOneOff(ctx, spec, a.Container, x.planned.Plan.Release)
+	if err != nil || code != 0 {
+		return errors.Join(fmt.Errorf("%s (%s) exited %d %s: %v\n%s", a.Container, a.Kind, code, when, err, tail(logs, 20)), ErrMigrate)
+	}
+	return nil
+}
+
+// startFirst replaces a service's containers with no gap: every new
+// replica of the wave starts at once (a surge of the service's replica
+// count), and only when every new one is healthy and in the alias do the
+// old ones go, after the overlap. If any new one fails, every new one is
+// disposed of and the old ones keep serving, untouched.
+func (x *executor) startFirst(ctx context.Context, wave []Action) error {
+	spec := x.planned.spec(wave[0].Service)
+	created := make([]engine.Container, len(wave))
+	errs := make([]error, len(wave))
+	var wg sync.WaitGroup
+	for i, a := range wave {
+		wg.Go(func() { created[i], errs[i] = x.startHealthy(ctx, spec, a) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for i, c := range created {
+			if errs[i] == nil {
+				x.d.emit("converge", spec.Name, c.Name, "removing it: another new replica failed")
+				x.dispose(ctx, c)
+			}
+		}
+		return err
+	}
+	if err := x.overlap(ctx, spec.Name); err != nil {
+		return err
+	}
+	for _, a := range wave {
+		if err := x.retire(ctx, a.Service, *a.Replaces); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// overlap lets new and old replicas serve side by side while proxies in
+// front re-resolve the service's name.
+func (x *executor) overlap(ctx context.Context, service string) error {
+	if x.d.Overlap <= 0 {
+		return nil
+	}
+	x.d.emit("converge", service, "", "new and old replicas serve side by side for %s while proxies re-resolve", x.d.Overlap)
+	timer := time.NewTimer(x.d.Overlap)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return errors.Join(ctx.Err(), ErrConverge)
+	case <-timer.C:
+		return nil
+	}
+}
+
+// startHealthy creates the step's container under its planned name and
+// number, starts it and waits for it to be healthy (and, start first, in
+// rotation); a container that does not get there is removed again.
+func (x *executor) startHealthy(ctx context.Context, spec engine.ServiceSpec, a Action) (engine.Container, error) {
+	c, err := x.d.Engine.Create(ctx, spec, a.Container, a.Number, x.planned.Plan.Release)
+	if err != nil {
+		return c, errors.Join(err, ErrConverge)
+	}
+	x.track(c)
+	if err := x.d.Engine.Start(ctx, c.ID); err != nil {
+		x.dispose(ctx, c)
+		return c, errors.Join(err, ErrConverge)
+	}
+	wait, cancel := context.WithTimeout(ctx, x.d.HealthTimeout)
+	defer cancel()
+	if err := x.d.Engine.WaitHealthy(wait, c.ID); err != nil {
+		x.d.emit("converge", spec.Name, c.Name, "not healthy, removing it: %v", firstLine(err.Error()))
+		x.dispose(ctx, c)
+		return c, errors.Join(err, ErrConverge)
+	}
+	if spec.StartFirst {
+		if err := x.d.Engine.Publish(ctx, c.ID, spec); err != nil {
+			x.dispose(ctx, c)
+			return c, errors.Join(err, ErrConverge)
+		}
+	}
+	x.d.emit("converge", spec.Name, c.Name, "healthy, in rotation")
+	return c, nil
+}
+
+// retire stops and removes a container the plan names, by its ID.
+func (x *executor) retire(ctx context.Context, service string, old ContainerRef) error {
+	x.d.emit("converge", service, old.Name, "stopping and removing")
+	if err := x.d.Engine.Retire(ctx, old.ID); err != nil {
+		return errors.Join(err, ErrConverge)
+	}
+	return nil
+}
+
+// dispose removes a new container that must not stay, even when ctx has
+// ended.
+func (x *executor) dispose(ctx context.Context, c engine.Container) {
+	_ = x.d.Engine.Retire(context.WithoutCancel(ctx), c.ID)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for i, known := range x.created {
+		if known.ID == c.ID {
+			x.created = append(x.created[:i], x.created[i+1:]...)
+			break
+		}
+	}
+}
+
+func (x *executor) track(c engine.Container) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.created = append(x.created, c)
+}
+
+// tagStable gives the image that runs now the plan's stable tags. A tag
+// is a convenience for a manual rollback: one that fails stops nothing.
+func (x *executor) tagStable(ctx context.Context) {
+	for _, tag := range x.planned.Plan.Tags {
+		if err := x.d.Engine.TagImage(ctx, tag.Image, tag.Tag); err == nil {
+			x.d.emit("tag", "", "", "tagged %s as %s", tag.Image, tag.Tag)
+		}
+	}
+}

@@ -1,0 +1,207 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/lock"
+	"github.com/obcd/obcd/orchestrator/probe"
+	"github.com/obcd/obcd/orchestrator/state"
+	"github.com/obcd/obcd/templates"
+)
+
+// Phases of a deploy. A failure is joined with its phase, so callers
+// decide with errors.Is what happened and what to undo.
+var (
+	ErrRender   = errors.New("render")
+	ErrImages   = errors.New("images")
+	ErrConverge = errors.New("converge")
+	ErrMigrate  = errors.New("migrate")
+	ErrVerify   = errors.New("verify")
+	ErrRefused  = errors.New("release failed before")
+	ErrGate     = errors.New("validation failed")
+	// ErrCancelled: the operator answered no to the plan.
+	ErrCancelled = errors.New("cancelled")
+	// ErrStalePlan: a saved plan no longer matches what it was made from.
+	ErrStalePlan = errors.New("the saved plan is out of date")
+)
+
+// Event is one line of progress. The engine emits; cmd renders.
+type Event struct {
+	Time      time.Time `json:"time"`
+	Phase     string    `json:"phase"`
+	Service   string    `json:"service,omitempty"`
+	Container string    `json:"container,omitempty"`
+	Message   string    `json:"message"`
+	// Plan is set on the event that announces a plan, before it runs.
+	Plan *Plan `json:"plan,omitempty"`
+}
+
+// Deployer changes one environment: deploy, rollback and down, each under
+// the environment's lock.
+type Deployer struct {
+	Engine ContainerEngine
+	// Docker, when set, adds the container-health probe to verification.
+	Docker  probe.ContainerAPI
+	Store   state.Store
+	Locker  lock.Locker
+	Stack   *stackhcl.Stack
+	Secrets templates.SecretSource
+	Events  func(Event)
+	// Gate checks the stack before a deploy plans, inside the lock; an
+	// error stops the deploy. nil runs no gate.
+	Gate func(*stackhcl.Stack) error
+	// Verify is how long post-deploy probes may take to pass.
+	Verify time.Duration
+	// Overlap is how long a new start-first replica and the one it
+	// replaces serve side by side before the old one leaves the alias:
+	// longer than a proxy in front (nginx) keeps the addresses it resolved,
+	// so that when the old one goes, the proxy already knows the new one
+	// and retries there. Negative means none.
+	Overlap time.Duration
+	// HealthTimeout bounds waiting for one new container to be healthy.
+	HealthTimeout time.Duration
+	// Probes builds the verification probes; nil uses the stack's.
+	Probes func(*stackhcl.Stack) (probe.Plan, error)
+
+	events sync.Mutex // one event at a time, from concurrent steps
+}
+
+func (d *Deployer) emit(phase, service, container, format string, args ...any) {
+	d.emitEvent(Event{Phase: phase, Service: service, Container: container, Message: fmt.Sprintf(format, args...)})
+}
+
+func (d *Deployer) emitEvent(e Event) {
+	if d.Events == nil {
+		return
+	}
+	d.events.Lock()
+	defer d.events.Unlock()
+	e.Time = time.Now()
+	d.Events(e)
+}
+
+// emitPlan announces the plan about to run.
+func (d *Deployer) emitPlan(plan Plan) {
+	message := fmt.Sprintf("%d to create, %d to recreate, %d to remove, %d to run, %d unchanged",
+		plan.Count(ActionCreate), plan.Count(ActionRecreate), plan.Count(ActionRemove),
+		plan.Count(ActionRun)+plan.Count(ActionBackup), plan.Count(ActionKeep))
+	d.emitEvent(Event{Phase: "plan", Message: message, Plan: &plan})
+}
+
+func (d *Deployer) defaults() {
+	if d.Verify == 0 {
+		d.Verify = 60 * time.Second
+	}
+	if d.HealthTimeout == 0 {
+		d.HealthTimeout = 90 * time.Second
+	}
+	if d.Overlap == 0 {
+		d.Overlap = templates.NginxResolveTTL + time.Second
+	}
+}
+
+// locked runs fn holding the environment's lock for op.
+func (d *Deployer) locked(ctx context.Context, op string, wait time.Duration, fn func() error) error {
+	if d.Locker == nil {
+		return fmt.Errorf("%s %s: no lock for the environment", op, d.Stack.Environment)
+	}
+	held, err := d.Locker.Acquire(ctx, op, wait)
+	if err != nil {
+		return err
+	}
+	err = fn()
+	if releaseErr := held.Release(); releaseErr != nil {
+		d.emit("lock", "", "", "releasing the lock: %v", releaseErr)
+	}
+	return err
+}
+
+// DeployOptions are the choices of one deploy.
+type DeployOptions struct {
+	Force    bool          // deploy a release whose configuration failed before
+	LockWait time.Duration // wait this long for another operation's lock
+	// Confirm is asked, with the plan, before anything changes; false
+	// cancels (ErrCancelled). nil applies without asking.
+	Confirm func(Plan) bool
+	// Saved, when set, is applied instead of a new plan, once it is shown
+	// to match the stack, the secrets and the engine as they are now.
+	Saved *SavedPlan
+}
+
+// DeployResult is the outcome of a deploy or rollback, for the report.
+type DeployResult struct {
+	Release    state.Release
+	Plan       Plan
+	Failed     []probe.Result // failing probes, when verification failed
+	RolledBack bool
+	Report     string // what failed, its last results, container state and log tail
+}
+
+// Deploy takes the lock, runs the gate, plans (or checks a saved plan),
+// asks, applies the plan, and proves the result with probes; the release
+// becomes stable. If anything fails after changes began, it rolls back to
+// the stable release by itself.
+func (d *Deployer) Deploy(ctx context.Context, opts DeployOptions) (DeployResult, error) {
+	d.defaults()
+	var result DeployResult
+	err := d.locked(ctx, "deploy", opts.LockWait, func() (err error) {
+		result, err = d.deployLocked(ctx, opts)
+		return err
+	})
+	return result, err
+}
+
+func (d *Deployer) deployLocked(ctx context.Context, opts DeployOptions) (DeployResult, error) {
+	if d.Gate != nil {
+		if err := d.Gate(d.Stack); err != nil {
+			return DeployResult{}, errors.Join(err, ErrGate)
+		}
+	}
+	if err := d.markInterrupted(ctx); err != nil {
+		return DeployResult{}, err
+	}
+	planned, err := d.planOrCheck(ctx, opts.Saved)
+	if err != nil {
+		return DeployResult{}, err
+	}
+	result := DeployResult{Plan: planned.Plan, Release: planned.Release}
+	if !planned.Plan.Changes() {
+		d.emit("plan", "", "", "nothing to change")
+		return result, nil
+	}
+	if err := d.refuseFailed(ctx, planned.Release, opts.Force); err != nil {
+		return result, err
+	}
+	d.emitPlan(planned.Plan)
+	if opts.Confirm != nil && !opts.Confirm(planned.Plan) {
+		return result, ErrCancelled
+	}
+	return d.apply(ctx, planned)
+}
+
+// planOrCheck is a new plan, or the saved one once it is shown current.
+func (d *Deployer) planOrCheck(ctx context.Context, saved *SavedPlan) (*Planned, error) {
+	if saved == nil {
+		return d.Plan(ctx)
+	}
+	return d.checkSaved(ctx, saved)
+}
+
+// DownOptions are the choices of obcd down.
+type DownOptions struct {
+	Volumes  bool // also remove the named volumes: the environment's data
+	LockWait time.Duration
+}
+
+// Down removes the environment's containers and network, and its volumes
+// only when asked, under the lock. Release history is kept.
+func (d *Deployer) Down(ctx context.Context, opts DownOptions) error {
+	return d.locked(ctx, "down", opts.LockWait, func() error {
+		return d.Engine.RemoveProject(ctx, templates.ProjectName(d.Stack), opts.Volumes)
+	})
+}

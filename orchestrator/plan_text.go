@@ -1,0 +1,86 @@
+package orchestrator
+
+import (
+	"fmt"
+	"strings"
+)
+
+// String is the plan as obcd plan, deploy --dry-run and the confirmation
+// of obcd deploy print it; tests compare it as golden text. It shows
+// every step apply takes, wave by wave, with the names of the containers
+// it creates and removes, and never a value.
+func (p Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Plan for %s", p.Project)
+	if p.Release != "" {
+		fmt.Fprintf(&b, ", release %s", p.Release)
+	}
+	if p.Version != "" {
+		fmt.Fprintf(&b, " (version %s)", p.Version)
+	}
+	b.WriteString(":\n")
+	for _, image := range p.Images {
+		fmt.Fprintf(&b, "  %s\n", image)
+	}
+	for _, tag := range p.Tags {
+		fmt.Fprintf(&b, "  tag %s as %s, the release to return to\n", tag.Image, tag.Tag)
+	}
+	kindWidth, targetWidth := p.columnWidths()
+	step := func(a Action) {
+		fmt.Fprintf(&b, "    %-*s  %-*s  %s\n", kindWidth, a.Kind, targetWidth, a.target(), a.Reason)
+	}
+	for i, wave := range p.Waves() {
+		fmt.Fprintf(&b, "  wave %d%s\n", i+1, waveNote(wave))
+		for _, a := range wave {
+			step(a)
+		}
+	}
+	if p.Count(ActionKeep) > 0 {
+		b.WriteString("  unchanged\n")
+		for _, a := range p.Actions {
+			if a.Kind == ActionKeep {
+				step(a)
+			}
+		}
+	}
+	fmt.Fprintf(&b, "%d to create, %d to recreate, %d to remove, %d to run, %d unchanged.\n",
+		p.Count(ActionCreate), p.Count(ActionRecreate), p.Count(ActionRemove), p.Count(ActionRun)+p.Count(ActionBackup), p.Count(ActionKeep))
+	return b.String()
+}
+
+// columnWidths are the widths of the kind and container columns, so that
+// the causes line up across waves.
+func (p Plan) columnWidths() (kind, target int) {
+	for _, a := range p.Actions {
+		kind, target = max(kind, len(a.Kind)), max(target, len(a.target()))
+	}
+	return kind, target
+}
+
+func (i ImageAction) String() string {
+	services := strings.Join(i.Services, ", ")
+	if i.Build == "" {
+		return fmt.Sprintf("image %s (%s) is not on the engine and has no build block: the deploy stops before any change", i.Image, services)
+	}
+	return fmt.Sprintf("build %s (%s) from %s, before any change", i.Image, services, i.Build)
+}
+
+// waveNote says how a wave of start-first replacements runs.
+func waveNote(wave []Action) string {
+	if wave[0].Kind == ActionRecreate && wave[0].StartFirst {
+		return " (start first: the old replicas leave once every new one serves)"
+	}
+	if len(wave) > 1 {
+		return " (together)"
+	}
+	return ""
+}
+
+// target is the container a step acts on, as printed: a replacement
+// shows the old name and the new one.
+func (a Action) target() string {
+	if a.Replaces != nil && a.Replaces.Name != a.Container {
+		return a.Replaces.Name + " -> " + a.Container
+	}
+	return a.Container
+}

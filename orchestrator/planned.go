@@ -1,0 +1,184 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/engine"
+	"github.com/obcd/obcd/orchestrator/state"
+	"github.com/obcd/obcd/templates"
+)
+
+// Planned is a release ready to apply: the plan, and everything apply
+// needs to carry it out without observing the engine or deciding
+// anything of its own.
+type Planned struct {
+	Plan Plan
+	// Release is the record the deploy saves, in progress until it ends.
+	Release state.Release
+	// Stable is the release a failure returns to; nil when there is none.
+	Stable *state.Release
+	// Artifacts are the rendered files. Some derive from secrets: they
+	// are never printed, and a saved plan leaves them out.
+	Artifacts []templates.Artifact
+	// Desired is what each service runs, by service. Env holds secret
+	// values: it is never printed, and a saved plan leaves it out.
+	Desired []engine.ServiceSpec
+	// Observed is the engine's snapshot the plan was made from.
+	Observed []engine.Container
+}
+
+// spec returns the desired state of a service.
+func (p *Planned) spec(service string) engine.ServiceSpec {
+	i := slices.IndexFunc(p.Desired, func(s engine.ServiceSpec) bool { return s.Name == service })
+	if i < 0 {
+		return engine.ServiceSpec{}
+	}
+	return p.Desired[i]
+}
+
+// Plan renders the stack and plans the release against one snapshot of
+// the engine. It changes nothing and takes no lock: obcd plan.
+func (d *Deployer) Plan(ctx context.Context) (*Planned, error) {
+	artifacts, err := templates.Render(d.Stack, d.Secrets)
+	if err != nil {
+		return nil, errors.Join(err, ErrRender)
+	}
+	stable, hasStable, err := state.Stable(ctx, d.Store)
+	if err != nil {
+		return nil, err
+	}
+	planned, err := d.planFor(ctx, d.newRelease(artifacts), artifacts)
+	if err != nil {
+		return nil, err
+	}
+	if hasStable {
+		planned.Stable, planned.Plan.Tags = &stable, stableTags(stable, d.Stack.AppImage)
+	}
+	return planned, nil
+}
+
+// stableTags tag the stable release's app image as <repo>:stable and
+// <repo>:stable-<release>, the manual rollback point of the audit.
+func stableTags(stable state.Release, appImage string) []TagAction {
+	for _, service := range slices.Sorted(maps.Keys(stable.Images)) {
+		ref := stable.Images[service]
+		repo := ref
+		if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+			repo = ref[:i]
+		}
+		if repo == appImage {
+			return []TagAction{{Image: ref, Tag: repo + ":stable"}, {Image: ref, Tag: repo + ":stable-" + stable.ID}}
+		}
+	}
+	return nil
+}
+
+// planFor plans a release of artifacts: the desired state they describe,
+// the images they need, and one Observe of the engine.
+func (d *Deployer) planFor(ctx context.Context, rel state.Release, artifacts []templates.Artifact) (*Planned, error) {
+	desired, err := DesiredState(ctx, d.Stack, artifacts, d.Secrets)
+	if err != nil {
+		return nil, errors.Join(err, ErrRender)
+	}
+	if err := d.resolveImages(ctx, desired); err != nil {
+		return nil, errors.Join(err, ErrConverge)
+	}
+	project := templates.ProjectName(d.Stack)
+	observed, err := d.Engine.Observe(ctx, project)
+	if err != nil {
+		return nil, errors.Join(err, ErrConverge)
+	}
+	plan := MakePlan(PlanInput{Project: project, Release: rel.ID, Desired: desired, Observed: observed, Backup: d.backupService()})
+	plan.Version, plan.Images = rel.Version, planImages(desired, d.Stack)
+	recordImages(&rel, desired)
+	return &Planned{Plan: plan, Release: rel, Artifacts: artifacts, Desired: desired, Observed: observed}, nil
+}
+
+// backupService is the stack's backup job, if it has one.
+func (d *Deployer) backupService() string {
+	if b := d.Stack.First(stackhcl.KindBackup); b != nil {
+		return b.Name
+	}
+	return ""
+}
+
+// resolveImages records what each service's image reference points at on
+// the engine now, once per reference. A missing image stays "": the plan
+// builds it, or says it is missing, before anything changes.
+func (d *Deployer) resolveImages(ctx context.Context, desired []engine.ServiceSpec) error {
+	ids := map[string]string{}
+	for i, spec := range desired {
+		id, seen := ids[spec.Image]
+		if !seen {
+			resolved, _, err := d.Engine.ImagePresent(ctx, spec.Image)
+			if err != nil {
+				return err
+			}
+			id, ids[spec.Image] = resolved, resolved
+		}
+		desired[i].ImageID = id
+	}
+	return nil
+}
+
+// planImages lists the images the engine lacks, once each, with the
+// stack's build context for the ones it can build.
+func planImages(desired []engine.ServiceSpec, stack *stackhcl.Stack) []ImageAction {
+	var images []ImageAction
+	for _, spec := range desired {
+		if spec.ImageID != "" {
+			continue
+		}
+		if i := slices.IndexFunc(images, func(a ImageAction) bool { return a.Image == spec.Image }); i >= 0 {
+			images[i].Services = append(images[i].Services, spec.Name)
+			continue
+		}
+		action := ImageAction{Image: spec.Image, Services: []string{spec.Name}}
+		if build := buildOf(stack, spec.Image); build != nil {
+			action.Build, action.Dockerfile = build.Context, build.Dockerfile
+		}
+		images = append(images, action)
+	}
+	return images
+}
+
+// buildOf is the build block of a service of the stack that runs image.
+func buildOf(stack *stackhcl.Stack, image string) *stackhcl.Build {
+	var build *stackhcl.Build
+	for _, svc := range stack.Services {
+		if svc.Image == image && svc.Build != nil {
+			build = svc.Build
+		}
+	}
+	return build
+}
+
+// recordImages puts each service's image, and its ID where the engine
+// has it, into the release record.
+func recordImages(rel *state.Release, desired []engine.ServiceSpec) {
+	rel.Images, rel.ImageDigests = map[string]string{}, map[string]string{}
+	for _, spec := range desired {
+		rel.Images[spec.Name] = spec.Image
+		if spec.ImageID != "" {
+			rel.ImageDigests[spec.Name] = spec.ImageID
+		}
+	}
+}
+
+// missingImages is the error of a plan with images that nothing builds.
+func missingImages(images []ImageAction) error {
+	var errs []error
+	for _, image := range images {
+		if image.Build == "" {
+			errs = append(errs, fmt.Errorf("image %s of service %s is not on the engine; load or build it first (or give the service a build block)",
+				image.Image, image.Services[0]))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,159 @@
+package secrets
+
+import (
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/templates"
+)
+
+func declared() []*stackhcl.Secret {
+	return []*stackhcl.Secret{
+		{Name: "django_secret_key", Length: 64, Format: "alnum", Description: "Django SECRET_KEY."},
+		{Name: "field_key", Length: 44, Format: "fernet"},
+		{Name: "url_token", Length: 40, Format: "base64url"},
+		{Name: "token", Length: 32, Format: "hex"},
+	}
+}
+
+func TestInitSecrets_GeneratesStrongValuesWithMode0600(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".obcd", "staging.secrets")
+	generated, err := Init(path, declared())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(generated, ",") != "django_secret_key,field_key,url_token,token" {
+		t.Errorf("generated = %v", generated)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %04o, want 0600", info.Mode().Perm())
+	}
+	store, err := Load(path, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := store.Value("django_secret_key")
+	if len(key) != 64 || strings.Trim(key, alnum) != "" {
+		t.Errorf("secret key %d chars, not alnum", len(key))
+	}
+	fernet, _ := store.Value("field_key")
+	if raw, err := base64.URLEncoding.DecodeString(fernet); err != nil || len(raw) != 32 {
+		t.Errorf("field key is not a Fernet key (32 bytes base64url): %v len=%d", err, len(raw))
+	}
+	urlToken, _ := store.Value("url_token")
+	if len(urlToken) != 40 || strings.ContainsAny(urlToken, "+/=") {
+		t.Errorf("base64url token %q: want 40 url-safe characters", urlToken)
+	}
+	token, _ := store.Value("token")
+	if len(token) != 32 || strings.Trim(token, "0123456789abcdef") != "" {
+		t.Errorf("hex token wrong: len %d", len(token))
+	}
+	otherPath := filepath.Join(t.TempDir(), "other.secrets")
+	if _, err := Init(otherPath, declared()); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Load(otherPath, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if otherKey, _ := other.Value("django_secret_key"); otherKey == key {
+		t.Error("two inits produced the same value: not random")
+	}
+}
+
+func TestInitSecrets_NeverOverwritesExistingValues(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.secrets")
+	original := "# mine\nOBCD_SECRET_DJANGO_SECRET_KEY=keep-me-exactly\nUNRELATED=1\n"
+	if err := os.WriteFile(path, []byte(original), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	generated, err := Init(path, declared())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(generated, ",") != "field_key,url_token,token" {
+		t.Errorf("generated = %v, want only the missing ones", generated)
+	}
+	data, _ := os.ReadFile(path)
+	if !strings.HasPrefix(string(data), original) {
+		t.Errorf("existing content changed:\n%s", data)
+	}
+	before := string(data)
+	generated, err = Init(path, declared())
+	if err != nil || len(generated) != 0 {
+		t.Fatalf("second run generated %v, %v", generated, err)
+	}
+	after, _ := os.ReadFile(path)
+	if string(after) != before {
+		t.Error("a run with nothing missing rewrote the file")
+	}
+}
+
+func TestSecretStore_EnvironmentOverridesFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.secrets")
+	if err := os.WriteFile(path, []byte("OBCD_SECRET_DJANGO_SECRET_KEY=from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"OBCD_SECRET_DJANGO_SECRET_KEY": "from-env"}
+	store, err := Load(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := store.Value("django_secret_key"); v != "from-env" {
+		t.Errorf("value = %q, want the environment's", v)
+	}
+}
+
+func TestSecretStore_MissingSecretNamesItAndTheFix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.secrets")
+	store, err := Load(path, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = store.Value("postgres_password")
+	var missing *templates.MissingSecretError
+	if !errors.As(err, &missing) || missing.Name != "postgres_password" {
+		t.Fatalf("err = %v, want a MissingSecretError", err)
+	}
+	for _, want := range []string{"postgres_password", "obcd secrets init", "OBCD_SECRET_POSTGRES_PASSWORD", path} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestLoadSecrets_RefusesWorldReadableFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.secrets")
+	if err := os.WriteFile(path, []byte("OBCD_SECRET_X=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path, nil); !errors.Is(err, ErrInsecure) {
+		t.Fatalf("err = %v, want ErrInsecure", err)
+	}
+}
+
+func TestLoadSecrets_ParseErrorDoesNotQuoteTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.secrets")
+	if err := os.WriteFile(path, []byte("OBCD_SECRET_X='sup3rs3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path, nil)
+	if err == nil {
+		t.Fatal("want a parse error")
+	}
+	if strings.Contains(err.Error(), "sup3rs3cret") {
+		t.Fatalf("error leaks the value: %v", err)
+	}
+}
