@@ -72,16 +72,12 @@ func runDeploy(opts *deployOptions, env string) error {
 	if err != nil {
 		return err
 	}
-	environment, err := opts.openEnvironment(env, inputs)
+	environment, d, err := opts.openDeployer(env, inputs, opts.eventPrinter(opts.json))
 	if err != nil {
 		return err
 	}
 	defer environment.close()
 	ctx := context.Background()
-	d, err := environment.deployer(ctx, opts.eventPrinter(opts.json))
-	if err != nil {
-		return err
-	}
 	if opts.dryRun {
 		planned, err := d.Plan(ctx)
 		if err != nil {

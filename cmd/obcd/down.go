@@ -32,16 +32,16 @@ func newDownCommand(global *globalOptions) *cobra.Command {
 }
 
 func runDown(opts *downOptions, env string) error {
-	environment, err := opts.open(env)
+	inputs, err := opts.inputs()
+	if err != nil {
+		return err
+	}
+	environment, d, err := opts.openDeployer(env, inputs, nil)
 	if err != nil {
 		return err
 	}
 	defer environment.close()
 	ctx := context.Background()
-	d, err := environment.deployer(ctx, nil)
-	if err != nil {
-		return err
-	}
 	if err := d.Down(ctx, orchestrator.DownOptions{Volumes: opts.volumes, LockWait: opts.lockWait}); err != nil {
 		return err
 	}

@@ -105,6 +105,21 @@ func (e *environment) deployer(ctx context.Context, events func(orchestrator.Eve
 	}, nil
 }
 
+// openDeployer opens env with inputs and wires its deployer; close the
+// environment when the command ends.
+func (o *globalOptions) openDeployer(env string, inputs stackInputs, events func(orchestrator.Event)) (*environment, *orchestrator.Deployer, error) {
+	environment, err := o.openEnvironment(env, inputs)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := environment.deployer(context.Background(), events)
+	if err != nil {
+		environment.close()
+		return nil, nil, err
+	}
+	return environment, d, nil
+}
+
 // close closes what the environment opened.
 func (e *environment) close() {
 	if pg, ok := e.store.(*state.PostgresStore); ok {

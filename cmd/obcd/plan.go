@@ -39,16 +39,12 @@ func runPlan(opts *planOptions, env string) error {
 	if err != nil {
 		return err
 	}
-	environment, err := opts.openEnvironment(env, inputs)
+	environment, d, err := opts.openDeployer(env, inputs, nil)
 	if err != nil {
 		return err
 	}
 	defer environment.close()
 	ctx := context.Background()
-	d, err := environment.deployer(ctx, nil)
-	if err != nil {
-		return err
-	}
 	planned, err := d.Plan(ctx)
 	if err != nil {
 		return err

@@ -32,16 +32,16 @@ func newRollbackCommand(global *globalOptions) *cobra.Command {
 }
 
 func runRollback(opts *rollbackOptions, env string) error {
-	environment, err := opts.open(env)
+	inputs, err := opts.inputs()
+	if err != nil {
+		return err
+	}
+	environment, d, err := opts.openDeployer(env, inputs, opts.eventPrinter(false))
 	if err != nil {
 		return err
 	}
 	defer environment.close()
 	ctx := context.Background()
-	d, err := environment.deployer(ctx, opts.eventPrinter(false))
-	if err != nil {
-		return err
-	}
 	result, err := d.Rollback(ctx, orchestrator.RollbackOptions{To: opts.to, LockWait: opts.lockWait})
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
