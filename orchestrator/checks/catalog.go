@@ -5,7 +5,9 @@ package checks
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -153,13 +155,14 @@ func (in *Input) SecretValue(name string) string {
 	return v
 }
 
-// catalog holds every rule, in code order. Rule files add theirs in init
-// through register, so each file owns its rules.
+// catalog holds every rule, in code order. Each rule file declares its
+// table; the catalog registers them all here, once. (An init, not a
+// variable's initializer: the waiver rules look codes up in the catalog.)
 var catalog []*Rule
 
-func register(rules ...*Rule) {
-	catalog = append(catalog, rules...)
-	sort.Slice(catalog, func(i, j int) bool { return catalog[i].Code < catalog[j].Code })
+func init() {
+	catalog = slices.Concat(monitoringRules, auditRules, secretsRules, waiverRules, liveRules)
+	slices.SortFunc(catalog, func(a, b *Rule) int { return strings.Compare(a.Code, b.Code) })
 }
 
 // Catalog returns every rule, sorted by code.

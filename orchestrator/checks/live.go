@@ -112,10 +112,10 @@ var (
 	}
 )
 
-func init() {
-	register(liveDockerUnreachable, liveSecretMissing, liveEnvUnsafe, liveDatabaseUnreachable,
-		liveImageMissing, liveDiskLow, liveNoMigrations, liveDiskUnmeasured, liveNoAddress, liveRedisUnreachable)
-}
+// liveRules are the rules only the target can answer, registered by the
+// catalog.
+var liveRules = []*Rule{liveDockerUnreachable, liveSecretMissing, liveEnvUnsafe, liveDatabaseUnreachable,
+	liveImageMissing, liveDiskLow, liveNoMigrations, liveDiskUnmeasured, liveNoAddress, liveRedisUnreachable}
 
 // LiveOptions says what RunLive checks and how.
 type LiveOptions struct {

@@ -13,33 +13,32 @@ import (
 	stackhcl "github.com/obcd/obcd/hcl"
 )
 
-func init() {
-	register(
-		&Rule{
-			Code: "secrets.S001", Severity: SeverityError, Priority: PriorityHigh, Category: CategorySecurity,
-			Title:  "Secret value is a placeholder",
-			Impact: "A publicly known value protects the application: anyone can forge sessions or log in.",
-			Fix:    "Replace the value with a generated one: remove it from .obcd/<env>.secrets (or OBCD_SECRET_<NAME>) and run obcd secrets init <env>.",
-			Source: "obcd",
-			Check:  checkPlaceholderSecrets,
-		},
-		&Rule{
-			Code: "secrets.S002", Severity: SeverityError, Priority: PriorityHigh, Category: CategorySecurity,
-			Title:  "Secret value is weak",
-			Impact: "A short or repetitive secret can be guessed or brute-forced.",
-			Fix:    "Use at least 16 characters with at least 6 distinct ones: remove the value and run obcd secrets init <env> to generate it.",
-			Source: "obcd",
-			Check:  checkWeakSecrets,
-		},
-		&Rule{
-			Code: "secrets.S003", Severity: SeverityError, Priority: PriorityHigh, Category: CategorySecurity,
-			Title:  "DEBUG is on outside development",
-			Impact: "Error pages expose settings, source and stack traces to anyone.",
-			Fix:    "Set debug = false in the django block and in the environment's django override.",
-			Source: "obcd",
-			Check:  checkDebugOff,
-		},
-	)
+// secretsRules are the secret-hygiene checks, registered by the catalog.
+var secretsRules = []*Rule{
+	{
+		Code: "secrets.S001", Severity: SeverityError, Priority: PriorityHigh, Category: CategorySecurity,
+		Title:  "Secret value is a placeholder",
+		Impact: "A publicly known value protects the application: anyone can forge sessions or log in.",
+		Fix:    "Replace the value with a generated one: remove it from .obcd/<env>.secrets (or OBCD_SECRET_<NAME>) and run obcd secrets init <env>.",
+		Source: "obcd",
+		Check:  checkPlaceholderSecrets,
+	},
+	{
+		Code: "secrets.S002", Severity: SeverityError, Priority: PriorityHigh, Category: CategorySecurity,
+		Title:  "Secret value is weak",
+		Impact: "A short or repetitive secret can be guessed or brute-forced.",
+		Fix:    "Use at least 16 characters with at least 6 distinct ones: remove the value and run obcd secrets init <env> to generate it.",
+		Source: "obcd",
+		Check:  checkWeakSecrets,
+	},
+	{
+		Code: "secrets.S003", Severity: SeverityError, Priority: PriorityHigh, Category: CategorySecurity,
+		Title:  "DEBUG is on outside development",
+		Impact: "Error pages expose settings, source and stack traces to anyone.",
+		Fix:    "Set debug = false in the django block and in the environment's django override.",
+		Source: "obcd",
+		Check:  checkDebugOff,
+	},
 }
 
 // Secret strength thresholds of secrets.S002.

@@ -45,9 +45,8 @@ var (
 	}
 )
 
-func init() {
-	register(waiverUnknownCode, waiverRefused, waiverStale)
-}
+// waiverRules judge the stack's waive blocks, registered by the catalog.
+var waiverRules = []*Rule{waiverUnknownCode, waiverRefused, waiverStale}
 
 // waiverFamily prefixes the codes of the waivers' own checks.
 const waiverFamily = "waiver."
