@@ -1,6 +1,7 @@
 package hcl
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -82,6 +83,29 @@ func defaultSecurity() securityBlock {
 }
 
 func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
+	db, dj := d.decodeDjangoBlock(ctx, stack)
+	dj.SettingsModule, dj.WSGI, dj.CeleryApp = db.SettingsModule, db.WSGI, db.CeleryApp
+	dj.MigrateCommand = db.MigrateCommand
+	dj.DBUser, dj.MigrateUser = db.DBUser, db.MigrateUser
+	d.resolveDjangoRefs(db, &dj)
+	dj.Debug, dj.AllowedHosts, dj.CORSOrigins = db.Debug, db.AllowedHosts, db.CORSOrigins
+	dj.SiteURL, dj.PortalBaseURL, dj.DefaultFromEmail = db.SiteURL, db.PortalBaseURL, db.DefaultFromEmail
+	dj.APIPrefix, dj.MediaStorage, dj.RealDataMode = db.APIPrefix, db.MediaStorage, db.RealDataMode
+	dj.SessionEngine = db.SessionEngine
+	if dj.SessionEngine == "" && dj.Cache != "" {
+		dj.SessionEngine = "cache"
+	}
+	dj.Settings = db.Settings
+	dj.Metrics = decodeMetrics(db.Metrics)
+	dj.Logging = decodeLogging(db.Logging)
+	dj.Security = decodeSecurity(db.Security)
+	dj.UploadMaxBytes = d.decodeUploadMaxSize(db.UploadMaxSize, dj)
+	return dj
+}
+
+// decodeDjangoBlock decodes the django block, with its defaults and the
+// environment's override, and records where each attribute is.
+func (d *decoder) decodeDjangoBlock(ctx *hcl.EvalContext, stack *Stack) (djangoBlock, Django) {
 	db := djangoBlock{
 		SessionEngine: "", MediaStorage: "local", APIPrefix: "",
 		SiteURL: "https://" + stack.Domain, PortalBaseURL: "",
@@ -89,11 +113,9 @@ func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
 	if stack.Domain != "" {
 		db.AllowedHosts = []string{stack.Domain}
 	}
-	blocks := d.blocks[blockDjango]
-	var body hcl.Body
 	dj := Django{Ranges: map[string]hcl.Range{}}
-	if len(blocks) > 0 {
-		body = blocks[0].Body
+	if blocks := d.blocks[blockDjango]; len(blocks) > 0 {
+		body := blocks[0].Body
 		dj.DeclRange = blocks[0].DefRange
 		d.addDiags(gohcl.DecodeBody(body, ctx, &db))
 		dj.Ranges = attrRanges(body)
@@ -102,25 +124,12 @@ func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
 	if d.overrides.django != nil {
 		d.addDiags(applyOverride(d.overrides.django, ctx, dj.Ranges, &db))
 	}
-	metrics, logging, security := metricsBlock{Path: "/metrics"}, defaultLogging(), defaultSecurity()
-	if db.Metrics != nil {
-		metrics = *db.Metrics
-		if metrics.Path == "" {
-			metrics.Path = "/metrics"
-		}
-	}
-	if db.Logging != nil {
-		logging = mergeLogging(*db.Logging)
-		dj.Logging.Configured = true
-	}
-	if db.Security != nil {
-		security = mergeSecurity(*db.Security)
-	}
+	return db, dj
+}
 
-	dj.SettingsModule, dj.WSGI, dj.CeleryApp = db.SettingsModule, db.WSGI, db.CeleryApp
-	dj.MigrateCommand = db.MigrateCommand
+// resolveDjangoRefs resolves the services and secrets Django names.
+func (d *decoder) resolveDjangoRefs(db djangoBlock, dj *Django) {
 	dj.Database = d.resolveService(db.Database, "database", KindPgBouncer, KindPostgres)
-	dj.DBUser, dj.MigrateUser = db.DBUser, db.MigrateUser
 	dj.Cache = d.resolveService(db.Cache, "cache", KindRedis)
 	dj.Broker = d.resolveService(db.Broker, "broker", KindRedis)
 	dj.SecretKey = d.resolveSecret(db.SecretKey, "secret_key")
@@ -132,41 +141,59 @@ func (d *decoder) decodeDjango(ctx *hcl.EvalContext, stack *Stack) Django {
 	if db.Sentry != nil {
 		dj.Sentry = Sentry{Configured: true, SDK: db.Sentry.SDK == nil || *db.Sentry.SDK, DSN: d.resolveSecret(db.Sentry.DSN, "dsn")}
 	}
-	dj.Debug, dj.AllowedHosts, dj.CORSOrigins = db.Debug, db.AllowedHosts, db.CORSOrigins
-	dj.SiteURL, dj.PortalBaseURL, dj.DefaultFromEmail = db.SiteURL, db.PortalBaseURL, db.DefaultFromEmail
-	dj.APIPrefix, dj.MediaStorage, dj.RealDataMode = db.APIPrefix, db.MediaStorage, db.RealDataMode
-	dj.SessionEngine = db.SessionEngine
-	if dj.SessionEngine == "" && dj.Cache != "" {
-		dj.SessionEngine = "cache"
+}
+
+func decodeMetrics(block *metricsBlock) Metrics {
+	metrics := metricsBlock{Path: "/metrics"}
+	if block != nil {
+		metrics = *block
+		metrics.Path = cmp.Or(metrics.Path, "/metrics")
 	}
-	dj.Settings = db.Settings
 	both := metrics.Middleware != nil && *metrics.Middleware
-	dj.Metrics = Metrics{
+	return Metrics{
 		Enabled: metrics.Enabled, CustomModule: metrics.CustomModule, Path: metrics.Path,
 		BeforeMiddleware: boolOr(metrics.BeforeMiddleware, both), AfterMiddleware: boolOr(metrics.AfterMiddleware, both),
 	}
-	dj.Logging = Logging{
-		Configured: dj.Logging.Configured, Output: logging.Output, Rotation: logging.Rotation, Level: logging.Level,
+}
+
+func decodeLogging(block *loggingBlock) Logging {
+	logging := defaultLogging()
+	if block != nil {
+		logging = mergeLogging(*block)
+	}
+	return Logging{
+		Configured: block != nil, Output: logging.Output, Rotation: logging.Rotation, Level: logging.Level,
 		ScrubFilter: logging.ScrubFilter, AuditRetentionDays: logging.AuditRetentionDays,
 	}
-	dj.Security = Security{
+}
+
+func decodeSecurity(block *securityBlock) Security {
+	security := defaultSecurity()
+	if block != nil {
+		security = mergeSecurity(*block)
+	}
+	return Security{
 		CSPScriptSrc: security.CSPScriptSrc, CSPStyleSrc: security.CSPStyleSrc,
 		HSTSSeconds: security.HSTSSeconds, HSTSPreload: security.HSTSPreload,
 		HSTSPreloadNote: security.HSTSPreloadNote, AdminAllowedIPs: security.AdminAllowedIPs,
 	}
-	if db.UploadMaxSize != "" {
-		size, err := ParseSize(db.UploadMaxSize)
-		if err != nil {
-			d.diags = append(d.diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Invalid upload_max_size",
-				Detail:   err.Error() + ` Write a size such as "100M" or "1G".`,
-				Subject:  rangeOr(dj.Ranges, "upload_max_size", dj.DeclRange).Ptr(),
-			})
-		}
-		dj.UploadMaxBytes = size
+}
+
+// decodeUploadMaxSize is upload_max_size in bytes (0 when unset).
+func (d *decoder) decodeUploadMaxSize(value string, dj Django) int64 {
+	if value == "" {
+		return 0
 	}
-	return dj
+	size, err := ParseSize(value)
+	if err != nil {
+		d.diags = append(d.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid upload_max_size",
+			Detail:   err.Error() + ` Write a size such as "100M" or "1G".`,
+			Subject:  rangeOr(dj.Ranges, "upload_max_size", dj.DeclRange).Ptr(),
+		})
+	}
+	return size
 }
 
 // mergeLogging fills what a logging block leaves unset with the defaults.
