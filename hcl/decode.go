@@ -2,7 +2,9 @@ package hcl
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -46,7 +48,7 @@ func applyOverride(block *hcl.Block, ctx *hcl.EvalContext, ranges map[string]hcl
 			d.Detail += " An environment override may only set attributes; put nested blocks in the service itself."
 		}
 	}
-	for _, name := range keysOf(content.Attributes) {
+	for _, name := range slices.Sorted(maps.Keys(content.Attributes)) {
 		attr := content.Attributes[name]
 		field := fields[name]
 		if field.Type() == expressionType {

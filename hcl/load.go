@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -192,7 +194,7 @@ func (d *decoder) declare() {
 	for _, block := range d.blocks[blockLocals] {
 		attrs, diags := block.Body.JustAttributes()
 		d.addDiags(diags)
-		for _, name := range sortedAttrNames(attrs) {
+		for _, name := range slices.Sorted(maps.Keys(attrs)) {
 			attr := attrs[name]
 			if first, ok := d.declared.locals[name]; ok {
 				d.diags = append(d.diags, duplicate("local value", name, first, attr.NameRange))
@@ -347,7 +349,7 @@ func (d *decoder) evalLocals() {
 	d.locals = map[string]cty.Value{}
 	for len(pending) > 0 {
 		progressed := false
-		for _, name := range sortedAttrNames(pending) {
+		for _, name := range slices.Sorted(maps.Keys(pending)) {
 			attr := pending[name]
 			if !d.localDepsReady(attr, pending) {
 				continue
@@ -362,7 +364,7 @@ func (d *decoder) evalLocals() {
 			progressed = true
 		}
 		if !progressed {
-			for _, name := range sortedAttrNames(pending) {
+			for _, name := range slices.Sorted(maps.Keys(pending)) {
 				d.diags = append(d.diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,
 					Summary:  "Cycle in local values",
@@ -446,13 +448,13 @@ func (d *decoder) evalString(attr *hcl.Attribute, ctx *hcl.EvalContext, fallback
 }
 
 func (d *decoder) checkUnusedOverrides() {
-	for _, name := range sortedBlockNames(d.overrides.services) {
+	for _, name := range slices.Sorted(maps.Keys(d.overrides.services)) {
 		if _, ok := d.declared.services[name]; ok {
 			continue
 		}
 		block := d.overrides.services[name]
 		detail := fmt.Sprintf("Environment %q overrides service %q, but no such service is declared.", d.opts.Environment, name)
-		if s := nameSuggestion(name, keysOf(d.declared.services)); s != "" {
+		if s := nameSuggestion(name, slices.Sorted(maps.Keys(d.declared.services))); s != "" {
 			detail += fmt.Sprintf(" Did you mean %q?", s)
 		}
 		d.diags = append(d.diags, &hcl.Diagnostic{
@@ -476,10 +478,6 @@ func keysOfBlocks(blocks []*hcl.Block) []string {
 	sort.Strings(out)
 	return out
 }
-
-func sortedAttrNames(attrs map[string]*hcl.Attribute) []string { return keysOf(attrs) }
-
-func sortedBlockNames(blocks map[string]*hcl.Block) []string { return keysOf(blocks) }
 
 func validName(name string) bool {
 	if name == "" || name[0] < 'a' || name[0] > 'z' {

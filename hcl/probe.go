@@ -3,6 +3,8 @@ package hcl
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -91,7 +93,7 @@ func (d *decoder) decodeProbes(ctx *hcl.EvalContext) []*ProbeConfig {
 		out = append(out, d.probeConfig(name, &pb, block))
 	}
 	// An environment may tune a derived probe that the file never names.
-	for _, name := range sortedBlockNames(d.overrides.probes) {
+	for _, name := range slices.Sorted(maps.Keys(d.overrides.probes)) {
 		if _, ok := seen[name]; ok {
 			continue
 		}

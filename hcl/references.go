@@ -2,7 +2,8 @@ package hcl
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/agext/levenshtein"
@@ -50,16 +51,16 @@ func checkTraversal(traversal hcl.Traversal, declared *names) *hcl.Diagnostic {
 	var known []string
 	switch root {
 	case rootVar:
-		kind, known = "variable", keysOf(declared.variables)
+		kind, known = "variable", slices.Sorted(maps.Keys(declared.variables))
 		declareHint = `Declare it with a block: variable "%s" { type = string }.`
 	case rootLocal:
-		kind, known = "local value", keysOf(declared.locals)
+		kind, known = "local value", slices.Sorted(maps.Keys(declared.locals))
 		declareHint = `Define it in a locals block: locals { %s = ... }.`
 	case rootService:
-		kind, known = "service", keysOf(declared.services)
+		kind, known = "service", slices.Sorted(maps.Keys(declared.services))
 		declareHint = `Declare it with a block: service "<kind>" "%s" { ... }.`
 	case rootSecret:
-		kind, known = "secret", keysOf(declared.secrets)
+		kind, known = "secret", slices.Sorted(maps.Keys(declared.secrets))
 		declareHint = `Declare it with a block: secret "%s" {}.`
 	case rootEnvironment:
 		kind, known = "environment attribute", environmentAttrs
@@ -185,15 +186,6 @@ func exprIsSet(expr hcl.Expression) bool {
 	}
 	value, diags := expr.Value(nil)
 	return diags.HasErrors() || !value.IsNull()
-}
-
-func keysOf[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // withHints adds a fix to diagnostics that HCL itself produces with only

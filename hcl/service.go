@@ -2,7 +2,9 @@ package hcl
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -341,7 +343,7 @@ var exporterTargets = map[string][]Kind{
 func (d *decoder) fillExporter(svc *Service, b *exporterBlock, block *hcl.Block) {
 	port, known := ExporterTypes[b.Type]
 	if !known {
-		detail := fmt.Sprintf("%q is not an exporter type. Types: %s.", b.Type, strings.Join(keysOf(ExporterTypes), ", "))
+		detail := fmt.Sprintf("%q is not an exporter type. Types: %s.", b.Type, strings.Join(slices.Sorted(maps.Keys(ExporterTypes)), ", "))
 		d.diags = append(d.diags, attrDiag(block.Body, "type", "Unknown exporter type", detail))
 		return
 	}

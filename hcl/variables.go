@@ -2,6 +2,8 @@ package hcl
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -46,7 +48,7 @@ func (d *decoder) evalVariables() {
 		Variables: map[string]cty.Value{rootVar: cty.ObjectVal(d.vars)},
 		Functions: d.funcs,
 	}
-	for _, name := range keysOf(decoded) {
+	for _, name := range slices.Sorted(maps.Keys(decoded)) {
 		for _, rule := range decoded[name].Validations {
 			d.checkValidation(name, rule, ctx)
 		}

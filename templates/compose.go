@@ -1,8 +1,11 @@
 package templates
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -125,7 +128,7 @@ func (b *composeBuilder) base(svc *stackhcl.Service) types.ServiceConfig {
 
 // finish applies what the stack file overrides for any kind, last.
 func (b *composeBuilder) finish(svc *stackhcl.Service, sc *types.ServiceConfig) {
-	for _, k := range keysSorted(svc.Env) {
+	for _, k := range slices.Sorted(maps.Keys(svc.Env)) {
 		sc.Environment[k] = strPtr(svc.Env[k])
 	}
 	if len(svc.Command) > 0 {
@@ -138,8 +141,8 @@ func (b *composeBuilder) finish(svc *stackhcl.Service, sc *types.ServiceConfig) 
 		}
 	}
 	if svc.Health != nil {
-		sc.HealthCheck = healthcheck(svc.Health.Test, orDefault(svc.Health.Interval, "10s"),
-			orDefault(svc.Health.Timeout, "5s"), svc.Health.Retries, orDefault(svc.Health.StartPeriod, "30s"))
+		sc.HealthCheck = healthcheck(svc.Health.Test, cmp.Or(svc.Health.Interval, "10s"),
+			cmp.Or(svc.Health.Timeout, "5s"), svc.Health.Retries, cmp.Or(svc.Health.StartPeriod, "30s"))
 	}
 	if len(sc.Environment) == 0 {
 		sc.Environment = nil
@@ -247,20 +250,4 @@ func httpCheck(tool, url string) []string {
 
 func strPtr(s string) *string { return &s }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 func itoa(i int) string { return strconv.Itoa(i) }
-
-func keysSorted[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}

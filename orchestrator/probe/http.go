@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -152,7 +153,7 @@ func (c *httpChecker) jsonProblems(body []byte) []string {
 		return []string{fmt.Sprintf("expected a JSON object, got undecodable JSON (%v)", err)}
 	}
 	var problems []string
-	for _, field := range httpSortedKeys(c.expectJSON) {
+	for _, field := range slices.Sorted(maps.Keys(c.expectJSON)) {
 		want := c.expectJSON[field]
 		value, present := got[field]
 		switch {
@@ -167,7 +168,7 @@ func (c *httpChecker) jsonProblems(body []byte) []string {
 
 func (c *httpChecker) headerProblems(header http.Header) []string {
 	var problems []string
-	for _, name := range httpSortedKeys(c.cfg.ExpectHeaders) {
+	for _, name := range slices.Sorted(maps.Keys(c.cfg.ExpectHeaders)) {
 		want := c.cfg.ExpectHeaders[name]
 		values := header.Values(name)
 		got := strings.Join(values, ", ")
@@ -389,15 +390,6 @@ func httpJSONText(value any) string {
 		return fmt.Sprint(value)
 	}
 	return string(encoded)
-}
-
-func httpSortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for key := range m {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // httpTally renders statuses in order of first appearance: "10×200, 1×503".

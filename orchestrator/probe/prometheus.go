@@ -9,8 +9,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -83,14 +84,14 @@ func prometheusTargets(ctx context.Context, cfg PrometheusConfig, base string) A
 		if len(data.ActiveTargets) == 0 {
 			return Failed("expected active scrape targets, Prometheus at %s has none", base)
 		}
-		jobs = monitorSortedKeys(byJob)
+		jobs = slices.Sorted(maps.Keys(byJob))
 	}
 	var problems []string
 	up := 0
 	for _, job := range jobs {
 		targets := byJob[job]
 		if len(targets) == 0 {
-			problems = append(problems, fmt.Sprintf("job %q has no active targets (jobs present: %s)", job, monitorListOrNone(monitorSortedKeys(byJob))))
+			problems = append(problems, fmt.Sprintf("job %q has no active targets (jobs present: %s)", job, monitorListOrNone(slices.Sorted(maps.Keys(byJob)))))
 			continue
 		}
 		for _, target := range targets {
@@ -266,15 +267,6 @@ func monitorExcerpt(body []byte) string {
 		return text[:limit] + "…"
 	}
 	return text
-}
-
-func monitorSortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for key := range m {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func monitorQuoted(names []string) []string {
