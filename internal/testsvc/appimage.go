@@ -4,10 +4,7 @@ package testsvc
 // static Go HTTP server standing in for a Django web container.
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +20,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
+	"github.com/obcd/obcd/orchestrator/engine"
 )
 
 // AppImageAPI is the part of the Docker client BuildAppImage uses.
@@ -172,66 +170,20 @@ ENTRYPOINT ["/app"]
 
 // appBuildContext is a tar holding the Dockerfile and the binary.
 func appBuildContext(binary []byte, opts AppImageOptions) (io.Reader, error) {
-	var buf bytes.Buffer
-	archive := tar.NewWriter(&buf)
-	now := time.Now()
-	for _, entry := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, fmt.Appendf(nil, appDockerfile, opts.Version)},
-		{"app", 0o755, binary},
-	} {
-		header := &tar.Header{Typeflag: tar.TypeReg, Name: entry.name, Mode: entry.mode, Size: int64(len(entry.data)), ModTime: now}
-		if err := archive.WriteHeader(header); err != nil {
-			return nil, err
-		}
-		if _, err := archive.Write(entry.data); err != nil {
-			return nil, err
-		}
-	}
-	if err := archive.Close(); err != nil {
-		return nil, err
-	}
-	return &buf, nil
+	return engine.TarFiles([]engine.FileSpec{
+		{Target: "/Dockerfile", Mode: 0o644, Data: fmt.Appendf(nil, appDockerfile, opts.Version)},
+		{Target: "/app", Mode: 0o755, Data: binary},
+	}, "")
 }
 
-// appReadBuildOutput reads the classic builder's JSON stream to its end
-// and returns the built image's ID, or the build's error with the output
-// before it.
+// appReadBuildOutput reads the build's output to its end and returns the
+// built image's ID, or the build's error.
 func appReadBuildOutput(body io.Reader) (string, error) {
-	decoder := json.NewDecoder(body)
-	var output strings.Builder
-	var imageID string
-	for {
-		var message struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-			Aux struct {
-				ID string `json:"ID"`
-			} `json:"aux"`
-		}
-		if err := decoder.Decode(&message); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return "", fmt.Errorf("reading the build output: %w\n%s", err, output.String())
-		}
-		output.WriteString(message.Stream)
-		if message.Error != "" || message.ErrorDetail.Message != "" {
-			return "", fmt.Errorf("%s %s\n%s", message.Error, message.ErrorDetail.Message, output.String())
-		}
-		if message.Aux.ID != "" {
-			imageID = message.Aux.ID
-		}
+	imageID, err := engine.ReadBuildOutput(body)
+	if err == nil && imageID == "" {
+		err = errors.New("the build did not report an image ID")
 	}
-	if imageID == "" {
-		return "", fmt.Errorf("the build did not report an image ID\n%s", output.String())
-	}
-	return imageID, nil
+	return imageID, err
 }
 
 // appSource is the app: stdlib only, built as its own main package.

@@ -51,14 +51,25 @@ type SSHD struct {
 func StartSSHD(t testing.TB) *SSHD {
 	t.Helper()
 	RequireBinaries(t, SSHDBin)
-	sshPath, err := exec.LookPath("ssh")
-	if err != nil {
-		t.Fatalf("testsvc: sshd is installed but the ssh client is not: %v", err)
-	}
-	sshPath, err = filepath.Abs(sshPath)
-	if err != nil {
-		t.Fatalf("testsvc: %v", err)
-	}
+	srv := newSSHD(t)
+	hostKey, knownHosts := srv.keys(t)
+	serverConfig := srv.writeServerConfig(t, hostKey)
+	srv.writeClient(t, knownHosts)
+	// sshd re-execs itself, so it needs its absolute path; -D stays in
+	// the foreground, -e logs to stderr (the log file).
+	cmd := exec.Command(SSHDBin, "-D", "-e", "-f", serverConfig)
+	cmd.Dir = srv.Dir
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "TZ=UTC"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	srv.proc = startProcess(t, "sshd on "+srv.Addr(), cmd, filepath.Join(srv.Dir, "sshd.log"), syscall.SIGTERM)
+	srv.proc.waitReady(t, 15*time.Second, dialProbe(srv.Addr()))
+	return srv
+}
+
+// newSSHD lays out a server's directories, for the current user on a free
+// loopback port.
+func newSSHD(t testing.TB) *SSHD {
+	t.Helper()
 	account, err := user.Current()
 	if err != nil {
 		t.Fatalf("testsvc: %v", err)
@@ -69,7 +80,6 @@ func StartSSHD(t testing.TB) *SSHD {
 			t.Fatalf("testsvc: %v", err)
 		}
 	}
-
 	root, err := os.MkdirTemp("", "testsvc-sshd-")
 	if err != nil {
 		t.Fatalf("testsvc: %v", err)
@@ -87,23 +97,33 @@ func StartSSHD(t testing.TB) *SSHD {
 	}
 	srv.ConfigFile = filepath.Join(sshDir, "config")
 	srv.KeyFile = filepath.Join(sshDir, "id_ed25519")
-	hostKey := filepath.Join(srv.Dir, "ssh_host_ed25519_key")
+	return srv
+}
+
+// keys makes the host key and the client key, authorizes the client and
+// pins the host; it returns the host key and the known_hosts file.
+func (srv *SSHD) keys(t testing.TB) (hostKey, knownHosts string) {
+	t.Helper()
+	hostKey = filepath.Join(srv.Dir, "ssh_host_ed25519_key")
 	sshKeygen(t, hostKey)
 	sshKeygen(t, srv.KeyFile)
-
 	hostPub := readPublicKey(t, hostKey+".pub")
 	clientPub := readPublicKey(t, srv.KeyFile+".pub")
-	authorizedKeys := filepath.Join(srv.Dir, "authorized_keys")
-	writePrivate(t, authorizedKeys, clientPub+"\n")
-	knownHosts := filepath.Join(sshDir, "known_hosts")
+	writePrivate(t, filepath.Join(srv.Dir, "authorized_keys"), clientPub+"\n")
+	knownHosts = filepath.Join(filepath.Dir(srv.ConfigFile), "known_hosts")
 	writePrivate(t, knownHosts, fmt.Sprintf("[%s]:%d %s\n", srv.Host, srv.Port, hostPub))
+	return hostKey, knownHosts
+}
 
+// writeServerConfig writes sshd_config: keys only, on loopback.
+func (srv *SSHD) writeServerConfig(t testing.TB, hostKey string) string {
+	t.Helper()
 	serverConfig := filepath.Join(srv.Dir, "sshd_config")
 	writePrivate(t, serverConfig, strings.Join([]string{
 		"Port " + strconv.Itoa(srv.Port),
 		"ListenAddress " + srv.Host,
 		"HostKey " + hostKey,
-		"AuthorizedKeysFile " + authorizedKeys,
+		"AuthorizedKeysFile " + filepath.Join(srv.Dir, "authorized_keys"),
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
 		"KbdInteractiveAuthentication no",
@@ -115,7 +135,20 @@ func StartSSHD(t testing.TB) *SSHD {
 		"LogLevel INFO",
 		"",
 	}, "\n"))
+	return serverConfig
+}
 
+// writeClient writes the client's config and an ssh on BinDir that uses
+// only it.
+func (srv *SSHD) writeClient(t testing.TB, knownHosts string) {
+	t.Helper()
+	sshPath, err := exec.LookPath("ssh")
+	if err != nil {
+		t.Fatalf("testsvc: sshd is installed but the ssh client is not: %v", err)
+	}
+	if sshPath, err = filepath.Abs(sshPath); err != nil {
+		t.Fatalf("testsvc: %v", err)
+	}
 	writePrivate(t, srv.ConfigFile, strings.Join([]string{
 		"Host " + srv.Host,
 		"  Port " + strconv.Itoa(srv.Port),
@@ -133,16 +166,6 @@ func StartSSHD(t testing.TB) *SSHD {
 	if err := os.WriteFile(filepath.Join(srv.BinDir, "ssh"), []byte(wrapper), 0o755); err != nil {
 		t.Fatalf("testsvc: %v", err)
 	}
-
-	// sshd re-execs itself, so it needs its absolute path; -D stays in
-	// the foreground, -e logs to stderr (the log file).
-	cmd := exec.Command(SSHDBin, "-D", "-e", "-f", serverConfig)
-	cmd.Dir = srv.Dir
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", "TZ=UTC"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	srv.proc = startProcess(t, "sshd on "+srv.Addr(), cmd, filepath.Join(srv.Dir, "sshd.log"), syscall.SIGTERM)
-	srv.proc.waitReady(t, 15*time.Second, dialProbe(srv.Addr()))
-	return srv
 }
 
 // Addr is host:port.

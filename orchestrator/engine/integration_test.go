@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 // Engine primitives against the real Docker engine on this machine, with
 // test app images built FROM scratch. Each run uses its own project name
@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/obcd/obcd/orchestrator/engine"
+
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -33,7 +35,7 @@ func engineRealDocker(t *testing.T) *client.Client {
 	if _, err := os.Stat("/var/run/docker.sock"); err != nil {
 		t.Skipf("no Docker engine here: %v", err)
 	}
-	docker, err := Dial("unix:///var/run/docker.sock")
+	docker, err := engine.Dial("unix:///var/run/docker.sock")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +99,7 @@ func engineReadContainerFile(ctx context.Context, t *testing.T, docker *client.C
 
 func TestEngine_RealEngineLifecycle(t *testing.T) {
 	docker := engineRealDocker(t)
-	engine := &Engine{API: docker}
+	eng := &engine.Engine{API: docker}
 	projectName := "obcdeng" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -110,7 +112,7 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := engine.RemoveProject(ctx, projectName, true); err != nil {
+		if err := eng.RemoveProject(ctx, projectName, true); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
@@ -118,42 +120,42 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 	var networkID string
 	t.Run("NetworkAndVolumeAreIdempotent", func(t *testing.T) {
 		var err error
-		if networkID, err = engine.EnsureNetwork(ctx, projectName); err != nil {
+		if networkID, err = eng.EnsureNetwork(ctx, projectName); err != nil {
 			t.Fatal(err)
 		}
-		if again, err := engine.EnsureNetwork(ctx, projectName); err != nil || again != networkID {
+		if again, err := eng.EnsureNetwork(ctx, projectName); err != nil || again != networkID {
 			t.Fatalf("second EnsureNetwork = %q, %v; want the same network %s", again, err, networkID)
 		}
 		inspected, err := docker.NetworkInspect(ctx, projectName+"_default", client.NetworkInspectOptions{})
-		if err != nil || inspected.Network.Labels[LabelProject] != projectName || inspected.Network.Labels[LabelNetwork] != "default" {
+		if err != nil || inspected.Network.Labels[engine.LabelProject] != projectName || inspected.Network.Labels[engine.LabelNetwork] != "default" {
 			t.Fatalf("network labels %v (%v), want the project and network=default", inspected.Network.Labels, err)
 		}
 		for range 2 {
-			if name, err := engine.EnsureVolume(ctx, projectName, "data"); err != nil || name != projectName+"_data" {
+			if name, err := eng.EnsureVolume(ctx, projectName, "data"); err != nil || name != projectName+"_data" {
 				t.Fatalf("EnsureVolume = %q, %v", name, err)
 			}
 		}
 		vol, err := docker.VolumeInspect(ctx, projectName+"_data", client.VolumeInspectOptions{})
-		if err != nil || vol.Volume.Labels[LabelProject] != projectName || vol.Volume.Labels[LabelVolume] != "data" {
+		if err != nil || vol.Volume.Labels[engine.LabelProject] != projectName || vol.Volume.Labels[engine.LabelVolume] != "data" {
 			t.Fatalf("volume labels %v (%v), want the project and volume=data", vol.Volume.Labels, err)
 		}
 	})
 
-	web := ServiceSpec{
+	web := engine.ServiceSpec{
 		Project: projectName, Name: "web", Image: v1Tag, Replicas: 1,
 		Env:    map[string]string{"APP_ENV": "test"},
-		Ports:  []PortSpec{{HostIP: "127.0.0.1", ContainerPort: "8000", Protocol: "tcp"}},
-		Mounts: []MountSpec{{Volume: "data", Target: "/data"}},
-		Files: []FileSpec{
+		Ports:  []engine.PortSpec{{HostIP: "127.0.0.1", ContainerPort: "8000", Protocol: "tcp"}},
+		Mounts: []engine.MountSpec{{Volume: "data", Target: "/data"}},
+		Files: []engine.FileSpec{
 			{Target: "/etc/obcd/secret.env", Mode: 0o600, Data: []byte("SECRET_KEY=s3cret\n")},
 			{Target: "/etc/obcd/app.ini", Mode: 0o644, Data: []byte("[app]\nname=shop\n")},
 		},
 		StopGrace: 2 * time.Second,
 	}
-	var web1 Container
+	var web1 engine.Container
 	t.Run("CreateDeliversFilesThenStartWaitHealthy", func(t *testing.T) {
 		var err error
-		if web1, err = engine.Create(ctx, web, ContainerName(projectName, "web", 1), 1, "r1"); err != nil {
+		if web1, err = eng.Create(ctx, web, engine.ContainerName(projectName, "web", 1), 1, "r1"); err != nil {
 			t.Fatal(err)
 		}
 		if web1.Name != projectName+"-web-1" || web1.Number != 1 {
@@ -167,12 +169,12 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 		if err != nil || !dir.Stat.Mode.IsDir() || dir.Stat.Mode.Perm() != 0o755 {
 			t.Errorf("/etc/obcd: %v (%v), want a 0755 directory", dir.Stat.Mode, err)
 		}
-		if err := engine.Start(ctx, web1.ID); err != nil {
+		if err := eng.Start(ctx, web1.ID); err != nil {
 			t.Fatal(err)
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		if err := engine.WaitHealthy(waitCtx, web1.ID); err != nil {
+		if err := eng.WaitHealthy(waitCtx, web1.ID); err != nil {
 			t.Fatal(err)
 		}
 		base := "http://127.0.0.1:" + engineHostPort(ctx, t, docker, web1.ID, "8000/tcp")
@@ -184,7 +186,7 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 	})
 
 	t.Run("ObserveShowsItWithAllLabels", func(t *testing.T) {
-		containers, err := engine.Observe(ctx, projectName)
+		containers, err := eng.Observe(ctx, projectName)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,8 +202,8 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for label, want := range map[string]string{LabelProject: projectName, LabelService: "web", LabelContainerNumber: "1", LabelOneOff: "False",
-			LabelComposeConfigHash: web.Hash(), LabelHash: web.Hash(), LabelRelease: "r1"} {
+		for label, want := range map[string]string{engine.LabelProject: projectName, engine.LabelService: "web", engine.LabelContainerNumber: "1", engine.LabelOneOff: "False",
+			engine.LabelComposeConfigHash: web.Hash(), engine.LabelHash: web.Hash(), engine.LabelRelease: "r1"} {
 			if got := inspected.Container.Config.Labels[label]; got != want {
 				t.Errorf("label %s = %q, want %q", label, got, want)
 			}
@@ -227,21 +229,21 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 		}
 	})
 
-	var edge Container
+	var edge engine.Container
 	t.Run("AProxyReachesTheServiceByItsAlias", func(t *testing.T) {
-		edgeSpec := ServiceSpec{Project: projectName, Name: "edge", Image: v1Tag, Command: []string{"-proxy", "http://web:8000"},
+		edgeSpec := engine.ServiceSpec{Project: projectName, Name: "edge", Image: v1Tag, Command: []string{"-proxy", "http://web:8000"},
 			Env:   map[string]string{"HEALTH_URL": "http://127.0.0.1:8080/health/"},
-			Ports: []PortSpec{{HostIP: "127.0.0.1", ContainerPort: "8080"}}}
+			Ports: []engine.PortSpec{{HostIP: "127.0.0.1", ContainerPort: "8080"}}}
 		var err error
-		if edge, err = engine.Create(ctx, edgeSpec, ContainerName(projectName, edgeSpec.Name, 1), 1, "r1"); err != nil {
+		if edge, err = eng.Create(ctx, edgeSpec, engine.ContainerName(projectName, edgeSpec.Name, 1), 1, "r1"); err != nil {
 			t.Fatal(err)
 		}
-		if err := engine.Start(ctx, edge.ID); err != nil {
+		if err := eng.Start(ctx, edge.ID); err != nil {
 			t.Fatal(err)
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		if err := engine.WaitHealthy(waitCtx, edge.ID); err != nil {
+		if err := eng.WaitHealthy(waitCtx, edge.ID); err != nil {
 			t.Fatal(err)
 		}
 		if status, body := engineHTTPGet(t, "http://127.0.0.1:"+engineHostPort(ctx, t, docker, edge.ID, "8080/tcp")+"/version"); status != 200 || body != "v1\n" {
@@ -252,63 +254,63 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 	t.Run("ATakenNameIsRefusedAndReadyFailsIsStillHealthy", func(t *testing.T) {
 		broken := web
 		broken.Image = brokenTag
-		if _, err := engine.Create(ctx, broken, ContainerName(projectName, "web", 1), 1, "r2"); !errors.Is(err, ErrNameTaken) {
-			t.Fatalf("create under web-1's name: %v, want ErrNameTaken", err)
+		if _, err := eng.Create(ctx, broken, engine.ContainerName(projectName, "web", 1), 1, "r2"); !errors.Is(err, engine.ErrNameTaken) {
+			t.Fatalf("create under web-1's name: %v, want engine.ErrNameTaken", err)
 		}
-		web2, err := engine.Create(ctx, broken, ContainerName(projectName, "web", 2), 2, "r2")
+		web2, err := eng.Create(ctx, broken, engine.ContainerName(projectName, "web", 2), 2, "r2")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if web2.Name != projectName+"-web-2" || web2.Number != 2 {
 			t.Fatalf("created %s #%d while web-1 holds its name, want web-2", web2.Name, web2.Number)
 		}
-		if err := engine.Start(ctx, web2.ID); err != nil {
+		if err := eng.Start(ctx, web2.ID); err != nil {
 			t.Fatal(err)
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		if err := engine.WaitHealthy(waitCtx, web2.ID); err != nil {
+		if err := eng.WaitHealthy(waitCtx, web2.ID); err != nil {
 			t.Fatalf("a container whose readiness fails is still healthy: %v", err)
 		}
 		status, body := engineHTTPGet(t, "http://127.0.0.1:"+engineHostPort(ctx, t, docker, web2.ID, "8000/tcp")+"/ready/")
 		if status != http.StatusServiceUnavailable || !strings.Contains(body, `"database":false`) {
 			t.Errorf("/ready/ = %d %s, want 503 with database false", status, body)
 		}
-		if err := engine.Retire(ctx, web2.ID); err != nil {
+		if err := eng.Retire(ctx, web2.ID); err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("ACrashingContainerFailsWaitHealthyWithItsLogs", func(t *testing.T) {
-		worker := ServiceSpec{Project: projectName, Name: "worker", Image: crashTag}
-		crashing, err := engine.Create(ctx, worker, ContainerName(projectName, worker.Name, 1), 1, "r1")
+		worker := engine.ServiceSpec{Project: projectName, Name: "worker", Image: crashTag}
+		crashing, err := eng.Create(ctx, worker, engine.ContainerName(projectName, worker.Name, 1), 1, "r1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := engine.Start(ctx, crashing.ID); err != nil {
+		if err := eng.Start(ctx, crashing.ID); err != nil {
 			t.Fatal(err)
 		}
 		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		err = engine.WaitHealthy(waitCtx, crashing.ID)
-		var containerErr *ContainerError
+		err = eng.WaitHealthy(waitCtx, crashing.ID)
+		var containerErr *engine.ContainerError
 		if !errors.As(err, &containerErr) || containerErr.Container != projectName+"-worker-1" ||
 			!strings.Contains(err.Error(), "crashing at start as configured") || errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("WaitHealthy = %v, want an immediate failure naming %s-worker-1 with its logs", err, projectName)
 		}
 		t.Logf("the failure reads:\n%v", err)
-		if err := engine.Retire(ctx, crashing.ID); err != nil {
+		if err := eng.Retire(ctx, crashing.ID); err != nil {
 			t.Fatal(err)
 		}
 	})
 
 	t.Run("RunOneOffReturnsTheExitCodeAndLogsAndRemovesIt", func(t *testing.T) {
-		migrate := ServiceSpec{Project: projectName, Name: "migrate", Image: v1Tag, Command: []string{"-exit", "3"}}
-		code, logs, err := engine.RunOneOff(ctx, migrate, OneOffName(projectName, "migrate", "20260514T101500Z"), "20260514T101500Z")
+		migrate := engine.ServiceSpec{Project: projectName, Name: "migrate", Image: v1Tag, Command: []string{"-exit", "3"}}
+		code, logs, err := eng.RunOneOff(ctx, migrate, engine.OneOffName(projectName, "migrate", "20260514T101500Z"), "20260514T101500Z")
 		if err != nil || code != 3 || !strings.Contains(logs, "one-off ran, exiting 3") || !strings.Contains(logs, "stderr of the one-off") {
 			t.Fatalf("RunOneOff = %d, %q, %v; want exit 3 with both log streams", code, logs, err)
 		}
-		containers, err := engine.Observe(ctx, projectName)
+		containers, err := eng.Observe(ctx, projectName)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,7 +323,7 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 
 	t.Run("RetireStopsAndRemovesItAndTheProxyMovesOnAndKeepsTheVolume", func(t *testing.T) {
 		proxied := "http://127.0.0.1:" + engineHostPort(ctx, t, docker, edge.ID, "8080/tcp") + "/version"
-		if err := engine.Retire(ctx, web1.ID); err != nil {
+		if err := eng.Retire(ctx, web1.ID); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := docker.ContainerInspect(ctx, web1.ID, client.ContainerInspectOptions{}); !cerrdefs.IsNotFound(err) {
@@ -337,13 +339,13 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 	})
 
 	t.Run("RemoveProjectKeepsVolumesUnlessAsked", func(t *testing.T) {
-		if _, err := engine.Create(ctx, web, ContainerName(projectName, "web", 3), 3, "r3"); err != nil { // a created, never started container
+		if _, err := eng.Create(ctx, web, engine.ContainerName(projectName, "web", 3), 3, "r3"); err != nil { // a created, never started container
 			t.Fatal(err)
 		}
-		if err := engine.RemoveProject(ctx, projectName, false); err != nil {
+		if err := eng.RemoveProject(ctx, projectName, false); err != nil {
 			t.Fatal(err)
 		}
-		if containers, err := engine.Observe(ctx, projectName); err != nil || len(containers) != 0 {
+		if containers, err := eng.Observe(ctx, projectName); err != nil || len(containers) != 0 {
 			t.Errorf("after RemoveProject: %+v (%v), want no containers", containers, err)
 		}
 		if _, err := docker.NetworkInspect(ctx, projectName+"_default", client.NetworkInspectOptions{}); !cerrdefs.IsNotFound(err) {
@@ -352,7 +354,7 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 		if _, err := docker.VolumeInspect(ctx, projectName+"_data", client.VolumeInspectOptions{}); err != nil {
 			t.Errorf("the volume after RemoveProject without volumes: %v, want it kept", err)
 		}
-		if err := engine.RemoveProject(ctx, projectName, true); err != nil {
+		if err := eng.RemoveProject(ctx, projectName, true); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := docker.VolumeInspect(ctx, projectName+"_data", client.VolumeInspectOptions{}); !cerrdefs.IsNotFound(err) {

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 // The Docker engine through an ssh:// docker_host: a real sshd on a
 // loopback port (testsvc.StartSSHD) runs `docker system dial-stdio` for
@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/obcd/obcd/orchestrator/engine"
+
 	"github.com/moby/moby/client"
 
 	"github.com/obcd/obcd/internal/testsvc"
@@ -22,9 +24,9 @@ func TestSSHDockerHost_EngineThroughARealSSHD(t *testing.T) {
 	sshd := testsvc.StartSSHD(t)
 	sshd.Use(t) // HOME and the ssh on PATH are the test's client
 
-	api, err := Dial(sshd.URL())
+	api, err := engine.Dial(sshd.URL())
 	if err != nil {
-		t.Fatalf("Dial(%s): %v", sshd.URL(), err)
+		t.Fatalf("engine.Dial(%s): %v", sshd.URL(), err)
 	}
 	t.Cleanup(func() { api.Close() })
 
@@ -53,23 +55,23 @@ func TestSSHDockerHost_EngineThroughARealSSHD(t *testing.T) {
 	}
 
 	project := "obcdssh" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	networkName := NetworkName(project)
+	networkName := engine.NetworkName(project)
 	t.Cleanup(func() { // through the socket, so it runs even when ssh broke
 		cleanupCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_, _ = local.NetworkRemove(cleanupCtx, networkName, client.NetworkRemoveOptions{})
 	})
 
-	engine := &Engine{API: api}
-	networkID, err := engine.EnsureNetwork(ctx, project)
+	eng := &engine.Engine{API: api}
+	networkID, err := eng.EnsureNetwork(ctx, project)
 	if err != nil {
 		t.Fatalf("EnsureNetwork through ssh: %v", err)
 	}
-	again, err := engine.EnsureNetwork(ctx, project)
+	again, err := eng.EnsureNetwork(ctx, project)
 	if err != nil || again != networkID {
 		t.Fatalf("second EnsureNetwork through ssh = %q, %v; want %q", again, err, networkID)
 	}
-	observed, err := engine.Observe(ctx, project)
+	observed, err := eng.Observe(ctx, project)
 	if err != nil {
 		t.Fatalf("Observe through ssh: %v", err)
 	}
@@ -78,7 +80,7 @@ func TestSSHDockerHost_EngineThroughARealSSHD(t *testing.T) {
 	}
 
 	listed, err := local.NetworkList(ctx, client.NetworkListOptions{
-		Filters: make(client.Filters).Add("label", LabelProject+"="+project),
+		Filters: make(client.Filters).Add("label", engine.LabelProject+"="+project),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -86,15 +88,15 @@ func TestSSHDockerHost_EngineThroughARealSSHD(t *testing.T) {
 	if len(listed.Items) != 1 || listed.Items[0].ID != networkID || listed.Items[0].Name != networkName {
 		t.Fatalf("networks of project %s on the local engine = %+v, want %s (%s) created through ssh", project, listed.Items, networkName, networkID)
 	}
-	if got := listed.Items[0].Labels[LabelNetwork]; got != "default" {
-		t.Fatalf("network %s label %s = %q, want default", networkName, LabelNetwork, got)
+	if got := listed.Items[0].Labels[engine.LabelNetwork]; got != "default" {
+		t.Fatalf("network %s label %s = %q, want default", networkName, engine.LabelNetwork, got)
 	}
 
 	if _, err := api.NetworkRemove(ctx, networkID, client.NetworkRemoveOptions{}); err != nil {
 		t.Fatalf("NetworkRemove through ssh: %v", err)
 	}
 	listed, err = local.NetworkList(ctx, client.NetworkListOptions{
-		Filters: make(client.Filters).Add("label", LabelProject+"="+project),
+		Filters: make(client.Filters).Add("label", engine.LabelProject+"="+project),
 	})
 	if err != nil || len(listed.Items) != 0 {
 		t.Fatalf("after removal through ssh, the local engine lists %+v, %v", listed.Items, err)
@@ -108,9 +110,9 @@ func TestSSHDockerHost_WrongPortFailsFastWithSSHsError(t *testing.T) {
 
 	closed := testsvc.FreePort(t) // nothing listens there
 	host := "ssh://" + sshd.User + "@127.0.0.1:" + strconv.Itoa(closed)
-	api, err := Dial(host)
+	api, err := engine.Dial(host)
 	if err != nil {
-		t.Fatalf("Dial(%s): %v", host, err)
+		t.Fatalf("engine.Dial(%s): %v", host, err)
 	}
 	defer api.Close()
 

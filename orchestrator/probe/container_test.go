@@ -1,13 +1,9 @@
 package probe
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,10 +274,10 @@ func containerDialDocker(t *testing.T) *client.Client {
 func containerBuildImage(ctx context.Context, t *testing.T, docker *client.Client, imageTag string) {
 	t.Helper()
 	binary := containerBuildHealthServer(t)
-	buildContext, err := containerTarContext(map[string]containerTarEntry{
-		"Dockerfile": {data: []byte(containerHealthServerDockerfile), mode: 0o644},
-		"app":        {data: binary, mode: 0o755},
-	})
+	buildContext, err := engine.TarFiles([]engine.FileSpec{
+		{Target: "/Dockerfile", Mode: 0o644, Data: []byte(containerHealthServerDockerfile)},
+		{Target: "/app", Mode: 0o755, Data: binary},
+	}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +295,7 @@ func containerBuildImage(ctx context.Context, t *testing.T, docker *client.Clien
 		}
 	})
 	defer built.Body.Close()
-	if err := containerReadBuildOutput(built.Body); err != nil {
+	if _, err := engine.ReadBuildOutput(built.Body); err != nil {
 		t.Fatalf("building %s: %v", imageTag, err)
 	}
 }
@@ -329,53 +325,4 @@ func containerBuildHealthServer(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return binary
-}
-
-type containerTarEntry struct {
-	data []byte
-	mode int64
-}
-
-// containerTarContext is a build context holding files.
-func containerTarContext(files map[string]containerTarEntry) (io.Reader, error) {
-	var buf bytes.Buffer
-	archive := tar.NewWriter(&buf)
-	for name, entry := range files {
-		header := &tar.Header{Name: name, Mode: entry.mode, Size: int64(len(entry.data)), ModTime: time.Now(), Typeflag: tar.TypeReg}
-		if err := archive.WriteHeader(header); err != nil {
-			return nil, err
-		}
-		if _, err := archive.Write(entry.data); err != nil {
-			return nil, err
-		}
-	}
-	if err := archive.Close(); err != nil {
-		return nil, err
-	}
-	return &buf, nil
-}
-
-// containerReadBuildOutput reads the classic builder's JSON stream to its end and
-// returns the build's error, with the output before it.
-func containerReadBuildOutput(body io.Reader) error {
-	decoder := json.NewDecoder(body)
-	var output strings.Builder
-	for {
-		var message struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := decoder.Decode(&message); errors.Is(err, io.EOF) {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("reading the build output: %w\n%s", err, output.String())
-		}
-		output.WriteString(message.Stream)
-		if message.Error != "" || message.ErrorDetail.Message != "" {
-			return fmt.Errorf("%s %s\n%s", message.Error, message.ErrorDetail.Message, output.String())
-		}
-	}
 }
