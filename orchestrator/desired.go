@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -64,70 +66,95 @@ func serviceSpec(project *types.Project, svc types.ServiceConfig, artifacts []te
 		Project: project.Name, Name: svc.Name, Image: svc.Image, Replicas: 1,
 		Command: svc.Command, Entrypoint: svc.Entrypoint, User: svc.User,
 		Env: map[string]string{}, Restart: svc.Restart, OneOff: svc.Restart == types.RestartPolicyNo,
+		Ports: portSpecs(svc.Ports), Mounts: mountSpecs(svc.Volumes), Health: healthSpec(svc.HealthCheck),
+		DependsOn: slices.Sorted(maps.Keys(svc.DependsOn)),
 	}
-	if svc.Deploy != nil {
-		if svc.Deploy.Replicas != nil {
-			spec.Replicas = *svc.Deploy.Replicas
-		}
-		if lim := svc.Deploy.Resources.Limits; lim != nil {
-			spec.Memory = int64(lim.MemoryBytes)
-			spec.NanoCPUs = int64(float64(lim.NanoCPUs) * 1e9)
-		}
-		spec.StartFirst = svc.Deploy.UpdateConfig != nil && svc.Deploy.UpdateConfig.Order == "start-first"
-	}
+	applyDeploy(&spec, svc.Deploy)
 	for k, v := range svc.Environment {
 		if v != nil {
 			spec.Env[k] = *v
 		}
 	}
-	for _, p := range svc.Ports {
-		spec.Ports = append(spec.Ports, engine.PortSpec{HostIP: p.HostIP, HostPort: p.Published, ContainerPort: fmt.Sprint(p.Target), Protocol: cmp.Or(p.Protocol, "tcp")})
+	if svc.StopGracePeriod != nil {
+		spec.StopGrace = time.Duration(*svc.StopGracePeriod)
 	}
-	for _, v := range svc.Volumes {
+	files, err := fileSpecs(project, svc, artifacts)
+	spec.Files = files
+	return spec, err
+}
+
+// applyDeploy reads the compose deploy section: replicas, limits, order.
+func applyDeploy(spec *engine.ServiceSpec, deploy *types.DeployConfig) {
+	if deploy == nil {
+		return
+	}
+	if deploy.Replicas != nil {
+		spec.Replicas = *deploy.Replicas
+	}
+	if lim := deploy.Resources.Limits; lim != nil {
+		spec.Memory = int64(lim.MemoryBytes)
+		spec.NanoCPUs = int64(float64(lim.NanoCPUs) * 1e9)
+	}
+	spec.StartFirst = deploy.UpdateConfig != nil && deploy.UpdateConfig.Order == "start-first"
+}
+
+func portSpecs(ports []types.ServicePortConfig) []engine.PortSpec {
+	var specs []engine.PortSpec
+	for _, p := range ports {
+		specs = append(specs, engine.PortSpec{HostIP: p.HostIP, HostPort: p.Published, ContainerPort: fmt.Sprint(p.Target), Protocol: cmp.Or(p.Protocol, "tcp")})
+	}
+	return specs
+}
+
+func mountSpecs(volumes []types.ServiceVolumeConfig) []engine.MountSpec {
+	var mounts []engine.MountSpec
+	for _, v := range volumes {
 		m := engine.MountSpec{Target: v.Target, ReadOnly: v.ReadOnly}
 		if v.Type == types.VolumeTypeBind {
 			m.Bind = v.Source
 		} else {
 			m.Volume = v.Source
 		}
-		spec.Mounts = append(spec.Mounts, m)
+		mounts = append(mounts, m)
 	}
+	return mounts
+}
+
+func healthSpec(hc *types.HealthCheckConfig) *engine.HealthSpec {
+	if hc == nil || hc.Disable {
+		return nil
+	}
+	health := &engine.HealthSpec{Test: hc.Test, Interval: dur(hc.Interval), Timeout: dur(hc.Timeout), StartPeriod: dur(hc.StartPeriod)}
+	if hc.Retries != nil {
+		health.Retries = int(*hc.Retries)
+	}
+	return health
+}
+
+// fileSpecs are the service's config and secret files, read from the
+// render with the modes they were rendered with.
+func fileSpecs(project *types.Project, svc types.ServiceConfig, artifacts []templates.Artifact) ([]engine.FileSpec, error) {
 	modes := map[string]os.FileMode{}
 	for _, a := range artifacts {
 		modes[a.Path] = a.Mode
 	}
+	var files []engine.FileSpec
 	for _, c := range svc.Configs {
 		f, err := fileSpec(project.WorkingDir, project.Configs[c.Source].File, c.Target, modes)
 		if err != nil {
-			return spec, err
+			return files, err
 		}
-		spec.Files = append(spec.Files, f)
+		files = append(files, f)
 	}
 	for _, s := range svc.Secrets {
-		target := s.Target
-		if target == "" {
-			target = "/run/secrets/" + s.Source
-		}
+		target := cmp.Or(s.Target, "/run/secrets/"+s.Source)
 		f, err := fileSpec(project.WorkingDir, project.Secrets[s.Source].File, target, modes)
 		if err != nil {
-			return spec, err
+			return files, err
 		}
-		spec.Files = append(spec.Files, f)
+		files = append(files, f)
 	}
-	if hc := svc.HealthCheck; hc != nil && !hc.Disable {
-		spec.Health = &engine.HealthSpec{Test: hc.Test, Interval: dur(hc.Interval), Timeout: dur(hc.Timeout), StartPeriod: dur(hc.StartPeriod)}
-		if hc.Retries != nil {
-			spec.Health.Retries = int(*hc.Retries)
-		}
-	}
-	if svc.StopGracePeriod != nil {
-		spec.StopGrace = time.Duration(*svc.StopGracePeriod)
-	}
-	for dep := range svc.DependsOn {
-		spec.DependsOn = append(spec.DependsOn, dep)
-	}
-	sort.Strings(spec.DependsOn)
-	return spec, nil
+	return files, nil
 }
 
 // fileSpec reads a rendered file referenced by the compose file.
