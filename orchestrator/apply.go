@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -142,19 +141,12 @@ func (x *executor) converge(ctx context.Context) (bool, error) {
 }
 
 func (x *executor) ensureNetworkAndVolumes(ctx context.Context) error {
-	if _, err := x.d.Engine.EnsureNetwork(ctx, x.planned.Plan.Project); err != nil {
+	plan := x.planned.Plan
+	if _, err := x.d.Engine.EnsureNetwork(ctx, plan.Project); err != nil {
 		return errors.Join(err, ErrConverge)
 	}
-	volumes := map[string]bool{}
-	for _, spec := range x.planned.Desired {
-		for _, m := range spec.Mounts {
-			if m.Volume != "" {
-				volumes[m.Volume] = true
-			}
-		}
-	}
-	for _, volume := range slices.Sorted(maps.Keys(volumes)) {
-		if _, err := x.d.Engine.EnsureVolume(ctx, x.planned.Plan.Project, volume); err != nil {
+	for _, volume := range plan.Volumes {
+		if _, err := x.d.Engine.EnsureVolume(ctx, plan.Project, volume); err != nil {
 			return errors.Join(err, ErrConverge)
 		}
 	}

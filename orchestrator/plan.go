@@ -65,8 +65,12 @@ type Plan struct {
 	// Images are built (or found missing) before anything changes.
 	Images []ImageAction `json:"images,omitempty"`
 	// Tags mark the image that runs now, before anything changes.
-	Tags    []TagAction `json:"tags,omitempty"`
-	Actions []Action    `json:"actions"`
+	Tags []TagAction `json:"tags,omitempty"`
+	// Network and Volumes are created when missing, before the first
+	// wave; an existing volume is used as it is, never emptied.
+	Network string   `json:"network"`
+	Volumes []string `json:"volumes,omitempty"`
+	Actions []Action `json:"actions"`
 }
 
 // ImageAction is an image the engine lacks.
@@ -163,7 +167,21 @@ func MakePlan(in PlanInput) Plan {
 		}
 	}
 	assignWaves(actions, in.Desired)
-	return Plan{Project: in.Project, Release: in.Release, Actions: actions}
+	return Plan{Project: in.Project, Release: in.Release, Network: engine.NetworkName(in.Project), Volumes: volumesOf(in.Desired), Actions: actions}
+}
+
+// volumesOf are the project volumes the services mount, sorted.
+func volumesOf(desired []engine.ServiceSpec) []string {
+	var volumes []string
+	for _, spec := range desired {
+		for _, m := range spec.Mounts {
+			if m.Volume != "" && !slices.Contains(volumes, m.Volume) {
+				volumes = append(volumes, m.Volume)
+			}
+		}
+	}
+	slices.Sort(volumes)
+	return volumes
 }
 
 // planService matches a service's containers to its replicas by number.

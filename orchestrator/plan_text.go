@@ -25,6 +25,9 @@ func (p Plan) String() string {
 	for _, tag := range p.Tags {
 		fmt.Fprintf(&b, "  tag %s as %s, the release to return to\n", tag.Image, tag.Tag)
 	}
+	if p.Changes() && p.Network != "" {
+		fmt.Fprintf(&b, "  network %s%s, created when missing\n", p.Network, volumesNote(p.Volumes))
+	}
 	kindWidth, targetWidth := p.columnWidths()
 	step := func(a Action) {
 		fmt.Fprintf(&b, "    %-*s  %-*s  %s\n", kindWidth, a.Kind, targetWidth, a.target(), a.Reason)
@@ -63,6 +66,13 @@ func (i ImageAction) String() string {
 		return fmt.Sprintf("image %s (%s) is not on the engine and has no build block: the deploy stops before any change", i.Image, services)
 	}
 	return fmt.Sprintf("build %s (%s) from %s, before any change", i.Image, services, i.Build)
+}
+
+func volumesNote(volumes []string) string {
+	if len(volumes) == 0 {
+		return ""
+	}
+	return " and volumes " + strings.Join(volumes, ", ")
 }
 
 // waveNote says how a wave of start-first replacements runs.
