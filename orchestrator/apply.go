@@ -39,30 +39,40 @@ var _ ContainerEngine = (*engine.Engine)(nil)
 
 // apply carries out a deploy's plan and proves the result with probes:
 // the release becomes stable. A failure after changes began rolls back
-// to the stable release; one before leaves everything as it was.
+// to the stable release; one before leaves everything as it was. Either
+// way the release ends in exactly one recorded outcome.
 func (d *Deployer) apply(ctx context.Context, planned *Planned) (DeployResult, error) {
 	result := DeployResult{Plan: planned.Plan, Release: planned.Release}
 	x := d.executor(planned)
-	if err := x.prepare(ctx); err != nil {
-		return result, err
-	}
+	began, err := x.run(ctx)
 	rel := planned.Release
-	began, err := x.converge(ctx)
 	if err == nil {
-		rel.Probes, err = d.verify(ctx)
-		result.Failed = probe.Failures(rel.Probes)
-		if err == nil {
-			return d.succeed(ctx, result, rel)
-		}
+		return d.succeed(ctx, result, rel)
 	}
 	rel.Outcome, rel.Message, rel.Finished = state.OutcomeFailed, err.Error(), time.Now().UTC()
-	result.Report = x.report(ctx, err, result.Failed)
+	result.Report = x.report(ctx, err, probe.Failures(rel.Probes))
+	result.Failed = probe.Failures(rel.Probes)
 	if !began || planned.Stable == nil {
-		_ = d.Store.Save(context.WithoutCancel(ctx), rel)
 		result.Release = rel
-		return result, err
+		return result, errors.Join(err, d.Store.Save(context.WithoutCancel(ctx), rel))
 	}
 	return d.rollbackAfter(ctx, result, rel, *planned.Stable, err)
+}
+
+// run prepares, applies the waves and verifies; it reports whether any
+// change began. The probes' results go into the release record.
+func (x *executor) run(ctx context.Context) (bool, error) {
+	if err := x.prepare(ctx); err != nil {
+		return false, err
+	}
+	if began, err := x.converge(ctx); err != nil {
+		return began, err
+	}
+	var err error
+	if x.planned.Release.Probes, err = x.d.verify(ctx); err != nil {
+		return true, err
+	}
+	return true, x.tagStable(ctx)
 }
 
 // executor carries out one plan, wave by wave. It decides nothing: every
@@ -85,7 +95,6 @@ func (x *executor) prepare(ctx context.Context) error {
 	if err := x.buildImages(ctx); err != nil {
 		return errors.Join(err, ErrImages)
 	}
-	x.tagStable(ctx)
 	rel := &x.planned.Release
 	if err := x.d.Store.SaveArtifacts(ctx, rel.ID, x.planned.Artifacts); err != nil {
 		return err
@@ -325,12 +334,21 @@ func (x *executor) track(c engine.Container) {
 	x.created = append(x.created, c)
 }
 
-// tagStable gives the image that runs now the plan's stable tags. A tag
-// is a convenience for a manual rollback: one that fails stops nothing.
-func (x *executor) tagStable(ctx context.Context) {
+// tagStable gives each image of the proven release its stable tags, by
+// the image ID the release recorded, so a tag rebuilt since cannot stand
+// in for it.
+func (x *executor) tagStable(ctx context.Context) error {
 	for _, tag := range x.planned.Plan.Tags {
-		if err := x.d.Engine.TagImage(ctx, tag.Image, tag.Tag); err == nil {
-			x.d.emit("tag", "", "", "tagged %s as %s", tag.Image, tag.Tag)
+		id := x.planned.Release.ImageDigests[tag.Service]
+		if id == "" {
+			return fmt.Errorf("tag %s: release %s recorded no image ID for service %s", tag.Image, x.planned.Release.ID, tag.Service)
+		}
+		for _, name := range tag.Tags {
+			if err := x.d.Engine.TagImage(ctx, id, name); err != nil {
+				return err
+			}
+			x.d.emit("tag", tag.Service, "", "tagged %s (%s) as %s", tag.Image, shortImageID(id), name)
 		}
 	}
+	return nil
 }

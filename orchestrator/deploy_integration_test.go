@@ -262,8 +262,8 @@ func TestDeploy_UpgradeRollbackAndHistoryOnTheRealEngine(t *testing.T) {
 		if err == nil || !errors.Is(err, ErrConverge) {
 			t.Fatalf("%s deployed: %v", broken, err)
 		}
-		if !result.RolledBack || result.Release.Outcome != state.OutcomeRolledBack || result.Report == "" {
-			t.Errorf("%s: rolled back %v, outcome %s, report %q", broken, result.RolledBack, result.Release.Outcome, result.Report)
+		if !errors.Is(err, ErrRolledBack) || result.Release.Outcome != state.OutcomeRolledBack || result.Report == "" {
+			t.Errorf("%s: rolled back %v, outcome %s, report %q", broken, errors.Is(err, ErrRolledBack), result.Release.Outcome, result.Report)
 		}
 		if got := e.webIDs(); strings.Join(got, ",") != strings.Join(v2Containers, ",") {
 			t.Errorf("%s: v2 web containers changed: %v -> %v", broken, v2Containers, got)
@@ -338,7 +338,7 @@ func BenchmarkDeploy_BrokenReleaseBackToStable(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		result, err := e.deployer("v3").Deploy(context.Background(), DeployOptions{Force: true})
-		if err == nil || !result.RolledBack || e.served() != "v2" {
+		if err == nil || result.Release.Outcome != state.OutcomeRolledBack || e.served() != "v2" {
 			b.Fatalf("no rollback: %v", err)
 		}
 	}

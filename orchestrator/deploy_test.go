@@ -203,8 +203,8 @@ func memDeployerFrom(t *testing.T, engine *memEngine, src, version string) *Depl
 // TestDeploy_ExecutorOrderStartFirst pins the executor's order with the
 // fake: migrate runs before any web change; web is replaced start-first,
 // its new replicas together (each created, started, healthy, published),
-// and the old ones retire only after every new one serves; the running
-// image is tagged stable before anything changes.
+// and the old ones retire only after every new one serves; the new
+// release's image is tagged stable, by its ID, only once it is proven.
 func TestDeploy_ExecutorOrderStartFirst(t *testing.T) {
 	engine, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	ctx := context.Background()
@@ -216,13 +216,9 @@ func TestDeploy_ExecutorOrderStartFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := engine.steps()
-	if len(got) < 2 || !strings.HasPrefix(got[1], "tag mem/app:v1 as mem/app:stable-") {
-		t.Fatalf("no stable-<release> tag: %v", got)
-	}
-	got = append(got[:1], got[2:]...)
-	head := []string{"tag mem/app:v1 as mem/app:stable", "run migrate (mem/app:v2) exit 0"}
-	if len(got) != 12 || strings.Join(got[:2], "\n") != strings.Join(head, "\n") {
-		t.Fatalf("executor order:\n%s\nwant the stable tag, then migrate, then web", strings.Join(got, "\n"))
+	if len(got) != 13 || got[0] != "run migrate (mem/app:v2) exit 0" ||
+		!strings.HasPrefix(got[11], "tag sha256:mem/app:v2 as mem/app:stable-") || got[12] != "tag sha256:mem/app:v2 as mem/app:stable" {
+		t.Fatalf("executor order:\n%s\nwant migrate, then web, then the stable tags by image ID", strings.Join(got, "\n"))
 	}
 	// The two new replicas start together, each created, started, healthy
 	// and published in that order; the old ones retire only after both.
@@ -244,7 +240,7 @@ func TestDeploy_ExecutorOrderStartFirst(t *testing.T) {
 			}
 		}
 	}
-	if got[10] != "retire mem-staging-web-1" || got[11] != "retire mem-staging-web-2" {
+	if got[9] != "retire mem-staging-web-1" || got[10] != "retire mem-staging-web-2" {
 		t.Errorf("the old replicas do not retire last, in order:\n%s", strings.Join(got, "\n"))
 	}
 }
@@ -261,8 +257,8 @@ func TestDeploy_UnhealthyNewReplicaLeavesTheOldOnesServing(t *testing.T) {
 	engine.steps()
 	engine.unhealthy["mem/app:v3"] = true
 	result, err := memDeployer(t, engine, store, "v3").Deploy(ctx, DeployOptions{})
-	if !errors.Is(err, ErrConverge) || !result.RolledBack {
-		t.Fatalf("err %v, rolled back %v", err, result.RolledBack)
+	if !errors.Is(err, ErrConverge) || result.Release.Outcome != state.OutcomeRolledBack {
+		t.Fatalf("err %v, outcome %s", err, result.Release.Outcome)
 	}
 	for _, step := range engine.steps() {
 		if strings.HasPrefix(step, "retire mem-staging-web-1") || strings.HasPrefix(step, "retire mem-staging-web-2") {

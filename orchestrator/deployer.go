@@ -28,6 +28,12 @@ var (
 	ErrCancelled = errors.New("cancelled")
 	// ErrStalePlan: a saved plan no longer matches what it was made from.
 	ErrStalePlan = errors.New("the saved plan is out of date")
+	// ErrRolledBack: the release failed after changes began and the
+	// previous release runs again (outcome rolled-back).
+	ErrRolledBack = errors.New("rolled back")
+	// ErrRollbackFailed: the release failed after changes began and the
+	// previous release could not be proven either (outcome rollback-failed).
+	ErrRollbackFailed = errors.New("rollback failed")
 )
 
 // Event is one line of progress. The engine emits; cmd renders.
@@ -39,6 +45,10 @@ type Event struct {
 	Message   string    `json:"message"`
 	// Plan is set on the event that announces a plan, before it runs.
 	Plan *Plan `json:"plan,omitempty"`
+	// Release and Outcome are set on the last event of a deploy or
+	// rollback: how it ended, as recorded.
+	Release string        `json:"release,omitempty"`
+	Outcome state.Outcome `json:"outcome,omitempty"`
 }
 
 // Deployer changes one environment: deploy, rollback and down, each under
@@ -133,13 +143,15 @@ type DeployOptions struct {
 	Saved *SavedPlan
 }
 
-// DeployResult is the outcome of a deploy or rollback, for the report.
+// DeployResult is the outcome of a deploy or rollback, for the report:
+// Release.Outcome is how it ended, as recorded.
 type DeployResult struct {
-	Release    state.Release
-	Plan       Plan
-	Failed     []probe.Result // failing probes, when verification failed
-	RolledBack bool
-	Report     string // what failed, its last results, container state and log tail
+	Release state.Release
+	Plan    Plan
+	Failed  []probe.Result // failing probes, when verification failed
+	// Report is what failed, its last results, container state and log
+	// tail, and after a failed rollback what runs now and what to do.
+	Report string
 }
 
 // Deploy takes the lock, runs the gate, plans (or checks a saved plan),
@@ -181,7 +193,18 @@ func (d *Deployer) deployLocked(ctx context.Context, opts DeployOptions) (Deploy
 	if opts.Confirm != nil && !opts.Confirm(planned.Plan) {
 		return result, ErrCancelled
 	}
-	return d.apply(ctx, planned)
+	result, err = d.apply(ctx, planned)
+	d.emitOutcome(result.Release, err)
+	return result, err
+}
+
+// emitOutcome ends a deploy's or rollback's events with how it ended.
+func (d *Deployer) emitOutcome(rel state.Release, err error) {
+	message := fmt.Sprintf("release %s %s", rel.ID, rel.Outcome)
+	if err != nil {
+		message += ": " + firstLine(err.Error())
+	}
+	d.emitEvent(Event{Phase: "result", Message: message, Release: rel.ID, Outcome: rel.Outcome})
 }
 
 // planOrCheck is a new plan, or the saved one once it is shown current.

@@ -64,7 +64,7 @@ type Plan struct {
 	Version string `json:"version,omitempty"`
 	// Images are built (or found missing) before anything changes.
 	Images []ImageAction `json:"images,omitempty"`
-	// Tags mark the image that runs now, before anything changes.
+	// Tags are given to the release's images once it is proven.
 	Tags []TagAction `json:"tags,omitempty"`
 	// Network and Volumes are created when missing, before the first
 	// wave; an existing volume is used as it is, never emptied.
@@ -83,10 +83,12 @@ type ImageAction struct {
 	Dockerfile string `json:"dockerfile,omitempty"`
 }
 
-// TagAction gives an image another reference.
+// TagAction tags the image a service runs, by its ID, once the release
+// is proven.
 type TagAction struct {
-	Image string `json:"image"`
-	Tag   string `json:"tag"`
+	Service string   `json:"service"`
+	Image   string   `json:"image"`
+	Tags    []string `json:"tags"`
 }
 
 // Changes reports whether the plan changes anything.
@@ -234,6 +236,8 @@ func recreateReason(spec engine.ServiceSpec, hash string, c engine.Container) st
 		return fmt.Sprintf("image changed: %s -> %s", c.Image, spec.Image)
 	case c.Hash != hash:
 		return "config hash changed"
+	case spec.RunImage != "" && c.ImageID != spec.ImageID:
+		return fmt.Sprintf("runs image %s; the release recorded %s (%s has moved since)", shortImageID(c.ImageID), shortImageID(spec.ImageID), spec.Image)
 	case spec.ImageID != "" && c.ImageID != "" && c.ImageID != spec.ImageID:
 		return fmt.Sprintf("image rebuilt: %s is now %s", spec.Image, shortImageID(spec.ImageID))
 	case c.State != "running":

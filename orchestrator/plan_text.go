@@ -22,9 +22,6 @@ func (p Plan) String() string {
 	for _, image := range p.Images {
 		fmt.Fprintf(&b, "  %s\n", image)
 	}
-	for _, tag := range p.Tags {
-		fmt.Fprintf(&b, "  tag %s as %s, the release to return to\n", tag.Image, tag.Tag)
-	}
 	if p.Changes() && p.Network != "" {
 		fmt.Fprintf(&b, "  network %s%s, created when missing\n", p.Network, volumesNote(p.Volumes))
 	}
@@ -37,6 +34,9 @@ func (p Plan) String() string {
 		for _, a := range wave {
 			step(a)
 		}
+	}
+	for _, tag := range p.Tags {
+		fmt.Fprintf(&b, "  once proven: tag %s as %s\n", tag.Image, strings.Join(tag.Tags, " and "))
 	}
 	if p.Count(ActionKeep) > 0 {
 		b.WriteString("  unchanged\n")

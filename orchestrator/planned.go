@@ -1,10 +1,10 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -58,25 +58,47 @@ func (d *Deployer) Plan(ctx context.Context) (*Planned, error) {
 		return nil, err
 	}
 	if hasStable {
-		planned.Stable, planned.Plan.Tags = &stable, stableTags(stable, d.Stack.AppImage)
+		planned.Stable = &stable
 	}
 	return planned, nil
 }
 
-// stableTags tag the stable release's app image as <repo>:stable and
-// <repo>:stable-<release>, the manual rollback point of the audit.
-func stableTags(stable state.Release, appImage string) []TagAction {
-	for _, service := range slices.Sorted(maps.Keys(stable.Images)) {
-		ref := stable.Images[service]
-		repo := ref
-		if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-			repo = ref[:i]
+// stableTags name, for each image repository the release runs, the tags
+// its image gets once the release is proven and becomes stable:
+// <repo>:stable-<release>, and <repo>:stable moved to it. Where services
+// run two tags of one repository, the one of the release's version gets
+// them. An image run by its ID keeps the tags of the release that
+// recorded it.
+func stableTags(rel state.Release, desired []engine.ServiceSpec) []TagAction {
+	var tags []TagAction
+	for _, spec := range desired {
+		repo := imageRepo(spec.Image)
+		if spec.RunImage != "" || repo == "" {
+			continue
 		}
-		if repo == appImage {
-			return []TagAction{{Image: ref, Tag: repo + ":stable"}, {Image: ref, Tag: repo + ":stable-" + stable.ID}}
+		tag := TagAction{Service: spec.Name, Image: spec.Image, Tags: []string{repo + ":stable-" + rel.ID, repo + ":stable"}}
+		i := slices.IndexFunc(tags, func(t TagAction) bool { return imageRepo(t.Image) == repo })
+		switch {
+		case i < 0:
+			tags = append(tags, tag)
+		case spec.Image == repo+":"+rel.Version && tags[i].Image != spec.Image:
+			tags[i] = tag
 		}
 	}
-	return nil
+	return tags
+}
+
+// imageRepo is an image reference without its tag or digest; "" for an
+// image ID.
+func imageRepo(ref string) string {
+	if strings.HasPrefix(ref, "sha256:") {
+		return ""
+	}
+	ref, _, _ = strings.Cut(ref, "@")
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref
 }
 
 // planFor plans a release of artifacts: the desired state they describe,
@@ -89,13 +111,16 @@ func (d *Deployer) planFor(ctx context.Context, rel state.Release, artifacts []t
 	if err := d.resolveImages(ctx, desired); err != nil {
 		return nil, errors.Join(err, ErrConverge)
 	}
+	if err := d.pinImages(ctx, desired, rel.ImageDigests); err != nil {
+		return nil, errors.Join(err, ErrConverge)
+	}
 	project := templates.ProjectName(d.Stack)
 	observed, err := d.Engine.Observe(ctx, project)
 	if err != nil {
 		return nil, errors.Join(err, ErrConverge)
 	}
 	plan := MakePlan(PlanInput{Project: project, Release: rel.ID, Desired: desired, Observed: observed, Backup: d.backupService()})
-	plan.Version, plan.Images = rel.Version, planImages(desired, d.Stack)
+	plan.Version, plan.Images, plan.Tags = rel.Version, planImages(desired, d.Stack), stableTags(rel, desired)
 	recordImages(&rel, desired)
 	return &Planned{Plan: plan, Release: rel, Artifacts: artifacts, Desired: desired, Observed: observed}, nil
 }
@@ -127,6 +152,28 @@ func (d *Deployer) resolveImages(ctx context.Context, desired []engine.ServiceSp
 	return nil
 }
 
+// pinImages makes each service whose image ID the release recorded run
+// exactly that image: by its ID when its tag has moved since (a tag
+// rebuilt by CI), and missing (so the plan says so) when the engine no
+// longer has it. A new release records none, so nothing is pinned.
+func (d *Deployer) pinImages(ctx context.Context, desired []engine.ServiceSpec, recorded map[string]string) error {
+	for i, spec := range desired {
+		id := recorded[spec.Name]
+		if id == "" || id == spec.ImageID {
+			continue
+		}
+		_, present, err := d.Engine.ImagePresent(ctx, id)
+		if err != nil {
+			return err
+		}
+		desired[i].RunImage, desired[i].ImageID = id, ""
+		if present {
+			desired[i].ImageID = id
+		}
+	}
+	return nil
+}
+
 // planImages lists the images the engine lacks, once each, with the
 // stack's build context for the ones it can build.
 func planImages(desired []engine.ServiceSpec, stack *stackhcl.Stack) []ImageAction {
@@ -135,12 +182,13 @@ func planImages(desired []engine.ServiceSpec, stack *stackhcl.Stack) []ImageActi
 		if spec.ImageID != "" {
 			continue
 		}
-		if i := slices.IndexFunc(images, func(a ImageAction) bool { return a.Image == spec.Image }); i >= 0 {
+		image := cmp.Or(spec.RunImage, spec.Image)
+		if i := slices.IndexFunc(images, func(a ImageAction) bool { return a.Image == image }); i >= 0 {
 			images[i].Services = append(images[i].Services, spec.Name)
 			continue
 		}
-		action := ImageAction{Image: spec.Image, Services: []string{spec.Name}}
-		if build := buildOf(stack, spec.Image); build != nil {
+		action := ImageAction{Image: image, Services: []string{spec.Name}}
+		if build := buildOf(stack, image); spec.RunImage == "" && build != nil {
 			action.Build, action.Dockerfile = build.Context, build.Dockerfile
 		}
 		images = append(images, action)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/obcd/obcd/orchestrator/state"
@@ -69,6 +70,9 @@ func (d *Deployer) markInterrupted(ctx context.Context) error {
 	return nil
 }
 
+// failedOutcomes are the outcomes of a release that did not work.
+var failedOutcomes = []state.Outcome{state.OutcomeFailed, state.OutcomeRolledBack, state.OutcomeRollbackFailed}
+
 // refuseFailed stops a deploy of a configuration that failed before.
 func (d *Deployer) refuseFailed(ctx context.Context, rel state.Release, force bool) error {
 	if force {
@@ -79,7 +83,7 @@ func (d *Deployer) refuseFailed(ctx context.Context, rel state.Release, force bo
 		return err
 	}
 	for _, old := range history {
-		if old.ConfigHash == rel.ConfigHash && (old.Outcome == state.OutcomeFailed || old.Outcome == state.OutcomeRolledBack) {
+		if old.ConfigHash == rel.ConfigHash && slices.Contains(failedOutcomes, old.Outcome) {
 			return errors.Join(fmt.Errorf("release %s with this exact configuration failed (%s); fix it, or deploy again with --force", old.ID, firstLine(old.Message)), ErrRefused)
 		}
 	}

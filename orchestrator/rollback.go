@@ -1,32 +1,62 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/obcd/obcd/orchestrator/probe"
 	"github.com/obcd/obcd/orchestrator/state"
+	"github.com/obcd/obcd/templates"
 )
 
-// rollbackAfter returns to the stable release after a failed deploy and
-// records both outcomes.
+// rollbackAfter returns to the stable release after a failed deploy,
+// and records the failed release as rolled-back once the probes prove the
+// stable one, or as rollback-failed, with what runs now, when they do not.
 func (d *Deployer) rollbackAfter(ctx context.Context, result DeployResult, rel, stable state.Release, cause error) (DeployResult, error) {
 	rctx := context.WithoutCancel(ctx)
 	d.emit("rollback", "", "", "rolling back to stable release %s: %s", stable.ID, firstLine(cause.Error()))
-	rel.Outcome, rel.RolledBackTo = state.OutcomeRolledBack, stable.ID
-	_ = d.Store.Save(rctx, rel)
-	result.Release, result.RolledBack = rel, true
-	if _, _, err := d.restore(rctx, stable); err != nil {
-		return result, errors.Join(cause, fmt.Errorf("rollback to %s also failed: %w", stable.ID, err))
+	rel.RolledBackTo = stable.ID
+	_, _, err := d.restore(rctx, stable, false)
+	if err != nil {
+		rel.Outcome = state.OutcomeRollbackFailed
+		rel.Message = fmt.Sprintf("%s; the rollback to %s failed too: %s", firstLine(cause.Error()), stable.ID, firstLine(err.Error()))
+		result.Report += d.afterFailedRollback(rctx, stable, err)
+		err = errors.Join(cause, fmt.Errorf("rollback to %s also failed: %w", stable.ID, err), ErrRollbackFailed)
+	} else {
+		rel.Outcome = state.OutcomeRolledBack
+		err = errors.Join(cause, ErrRolledBack)
 	}
-	return result, cause
+	result.Release = rel
+	return result, errors.Join(err, d.Store.Save(rctx, rel))
+}
+
+// afterFailedRollback says what runs after a rollback that could not be
+// proven, and what a human must do.
+func (d *Deployer) afterFailedRollback(ctx context.Context, stable state.Release, err error) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rollback to release %s failed: %v\nwhat runs now:\n", stable.ID, err)
+	containers, observeErr := d.Engine.Observe(ctx, templates.ProjectName(d.Stack))
+	if observeErr != nil {
+		fmt.Fprintf(&b, "  (the engine could not be asked: %v)\n", observeErr)
+	}
+	for _, c := range containers {
+		if !c.OneOff {
+			fmt.Fprintf(&b, "  %s: %s %s, image %s (release %s)\n", c.Name, c.State, c.Health, c.Image, c.Release)
+		}
+	}
+	fmt.Fprintf(&b, "to do: the environment may be serving neither release. Fix what the errors above name "+
+		"(a missing image, a failing probe), then run obcd rollback %s --to %s, or deploy a fixed release.\n",
+		d.Stack.Environment, stable.ID)
+	return b.String()
 }
 
 // RollbackOptions are the choices of obcd rollback.
 type RollbackOptions struct {
-	To       string // release ID to return to; "" is the stable release
+	To       string // release ID to return to; "" is the previous good release
 	LockWait time.Duration
 }
 
@@ -45,21 +75,35 @@ func (d *Deployer) Rollback(ctx context.Context, opts RollbackOptions) (DeployRe
 			return err
 		}
 		result, err = d.rollbackTo(ctx, to)
+		d.emitOutcome(result.Release, err)
 		return err
 	})
 	return result, err
 }
 
-// rollbackTarget is the release with id, or the stable one.
+// rollbackTarget is the release with id, or the previous good release;
+// a return to what is live already is refused, saying which release is
+// live and which is previous.
 func (d *Deployer) rollbackTarget(ctx context.Context, id string) (state.Release, error) {
-	if id != "" {
-		return d.Store.Get(ctx, id)
+	releases, err := d.Store.List(ctx)
+	if err != nil {
+		return state.Release{}, err
 	}
-	stable, ok, err := state.Stable(ctx, d.Store)
-	if err == nil && !ok {
-		err = errors.New("no stable release to roll back to; see obcd history")
+	live, hasLive := state.Live(releases)
+	previous, hasPrevious := state.Previous(releases, live)
+	if id == "" {
+		if !hasPrevious {
+			return state.Release{}, fmt.Errorf("no good release before the live one (%s) to roll back to; see obcd history %s",
+				cmp.Or(live.ID, "none"), d.Stack.Environment)
+		}
+		return previous, nil
 	}
-	return stable, err
+	to, err := d.Store.Get(ctx, id)
+	if err == nil && hasLive && state.SameRun(to, live) {
+		err = fmt.Errorf("release %s is what runs now (the live release is %s); the previous good release is %s: obcd rollback %s goes there",
+			to.ID, live.ID, cmp.Or(previous.ID, "none"), d.Stack.Environment)
+	}
+	return to, err
 }
 
 func (d *Deployer) rollbackTo(ctx context.Context, to state.Release) (DeployResult, error) {
@@ -76,7 +120,7 @@ func (d *Deployer) rollbackTo(ctx context.Context, to state.Release) (DeployResu
 	}
 	// The record holds to's files, so restoring it restores to, and the
 	// containers it creates belong to the rollback.
-	planned, results, err := d.restore(ctx, rec)
+	planned, results, err := d.restore(ctx, rec, true)
 	rec.Probes, rec.Finished = results, time.Now().UTC()
 	result := DeployResult{Release: rec, Failed: probe.Failures(results)}
 	if planned != nil {
@@ -96,9 +140,11 @@ func (d *Deployer) rollbackTo(ctx context.Context, to state.Release) (DeployResu
 	return result, d.markStable(ctx, rec.ID)
 }
 
-// restore plans a return to a release's saved files, applies that plan
-// and runs the probes.
-func (d *Deployer) restore(ctx context.Context, to state.Release) (*Planned, []probe.Result, error) {
+// restore plans a return to a release's saved files and recorded images,
+// applies that plan and runs the probes. A release that becomes stable by
+// it (a manual rollback's record) gets its stable tags once proven; the
+// automatic return to the stable release keeps the tags it has.
+func (d *Deployer) restore(ctx context.Context, to state.Release, becomesStable bool) (*Planned, []probe.Result, error) {
 	artifacts, err := d.Store.LoadArtifacts(ctx, to.ID)
 	if err != nil {
 		return nil, nil, err
@@ -107,14 +153,22 @@ func (d *Deployer) restore(ctx context.Context, to state.Release) (*Planned, []p
 	if err != nil {
 		return nil, nil, err
 	}
+	if !becomesStable {
+		planned.Plan.Tags = nil
+	}
 	if len(planned.Plan.Images) > 0 {
 		image := planned.Plan.Images[0]
-		return planned, nil, errors.Join(fmt.Errorf("image %s of release %s is no longer on the engine; load it, or roll back to another release", image.Image, to.ID), ErrImages)
+		return planned, nil, errors.Join(fmt.Errorf("image %s (%s) of release %s is no longer on the engine; load it, or roll back to another release",
+			image.Image, strings.Join(image.Services, ", "), to.ID), ErrImages)
 	}
 	d.emitPlan(planned.Plan)
-	if _, err := d.executor(planned).converge(ctx); err != nil {
+	x := d.executor(planned)
+	if _, err := x.converge(ctx); err != nil {
 		return planned, nil, err
 	}
 	results, err := d.verify(ctx)
+	if err == nil {
+		err = x.tagStable(ctx)
+	}
 	return planned, results, err
 }

@@ -15,6 +15,7 @@ import (
 	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator"
 	"github.com/obcd/obcd/orchestrator/checks"
+	"github.com/obcd/obcd/orchestrator/state"
 	"github.com/obcd/obcd/orchestrator/telemetry"
 	"github.com/obcd/obcd/templates"
 )
@@ -138,16 +139,27 @@ func (opts *deployOptions) report(result orchestrator.DeployResult, err error) e
 			fmt.Fprintf(opts.stderr, "deploy failed: %v\n", err)
 		}
 		fmt.Fprint(opts.stderr, result.Report)
-		if result.RolledBack {
-			fmt.Fprintf(opts.stderr, "Rolled back to release %s.\n", result.Release.RolledBackTo)
-		}
-		return reportedError{err, ExitFailure}
+		return reportedError{err, opts.outcomeLine(result.Release, err)}
 	case !result.Plan.Changes():
 		fmt.Fprint(opts.stdout, result.Plan.String())
 		return nil
 	}
 	fmt.Fprintf(opts.stdout, "Deployed release %s (%s).\n", result.Release.ID, result.Release.Version)
 	return nil
+}
+
+// outcomeLine says how a failed deploy ended, and returns its exit code.
+func (opts *deployOptions) outcomeLine(rel state.Release, err error) int {
+	switch {
+	case errors.Is(err, orchestrator.ErrRollbackFailed):
+		fmt.Fprintf(opts.stderr, "Release %s failed, and the rollback to release %s failed too (%s): see above what runs now.\n",
+			rel.ID, rel.RolledBackTo, rel.Outcome)
+		return ExitRollbackFailed
+	case errors.Is(err, orchestrator.ErrRolledBack):
+		fmt.Fprintf(opts.stderr, "Rolled back to release %s: release %s failed (%s).\n", rel.RolledBackTo, rel.ID, rel.Outcome)
+		return ExitRolledBack
+	}
+	return ExitFailure
 }
 
 // gate is the deploy's validate gate: the static checks over the stack as
@@ -173,9 +185,10 @@ func (opts *deployOptions) pushDeploy(stack *stackhcl.Stack, result orchestrator
 	}
 	m := telemetry.New(stack.Name, stack.Environment, version)
 	m.ObserveResults(result.Release.Probes)
-	m.RecordOperation(telemetry.OperationDeploy, time.Now(), deployErr == nil)
-	if result.RolledBack {
-		m.RecordOperation(telemetry.OperationRollback, time.Now(), true)
+	outcome := result.Release.Outcome
+	m.RecordOperation(telemetry.OperationDeploy, time.Now(), deployErr == nil && outcome == state.OutcomeSucceeded)
+	if outcome == state.OutcomeRolledBack || outcome == state.OutcomeRollbackFailed {
+		m.RecordOperation(telemetry.OperationRollback, time.Now(), outcome == state.OutcomeRolledBack)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -215,8 +228,15 @@ history or the engine's containers and images changed since it was made.
 Volumes are never removed. A configuration that failed before is refused
 unless --force.
 
-Exit codes: 0 deployed (or nothing to change); 1 failed (rolled back when
-changes had begun), refused or cancelled; 64 usage error.`
+Exit codes, one per recorded outcome:
+  0  succeeded: live and stable (or nothing to change)
+  1  failed: stopped before any change (also refused, locked, a failed
+     gate, a stale plan, cancelled), or failed with no release to return to
+  3  rolled-back: failed after changes began; the previous release runs
+     again, proven by the probes
+  4  rollback-failed: the previous release could not be proven either; the
+     report says what runs now and what to do
+  64 usage error`
 
 const deployExample = `  obcd deploy staging
   obcd deploy staging --dry-run

@@ -126,8 +126,8 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	broken := e.run("deploy", "staging", "--yes", "--var", "app_version=9.9.9-broken")
 	brokenLoad := load.stop()
 	t.Logf("load during the broken release: %s", brokenLoad)
-	if broken.code != 1 {
-		t.Fatalf("deploy of the broken release exited %d, want 1\nstdout:\n%s\nstderr:\n%s", broken.code, broken.stdout, broken.stderr)
+	if broken.code != ExitRolledBack {
+		t.Fatalf("deploy of the broken release exited %d, want %d (rolled back)\nstdout:\n%s\nstderr:\n%s", broken.code, ExitRolledBack, broken.stdout, broken.stderr)
 	}
 	for _, want := range []string{"unhealthy", "Rolled back to release " + second} {
 		if !strings.Contains(broken.stderr, want) {

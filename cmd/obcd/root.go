@@ -18,7 +18,13 @@ const (
 	ExitOK      = 0
 	ExitFailure = 1
 	ExitFound   = 2
-	ExitUsage   = 64
+	// ExitRolledBack: a deploy failed after changes began, and the
+	// previous release runs again, proven by the probes.
+	ExitRolledBack = 3
+	// ExitRollbackFailed: a deploy failed after changes began, and the
+	// previous release could not be proven either; a human must look.
+	ExitRollbackFailed = 4
+	ExitUsage          = 64
 )
 
 // globalOptions are the flags every command shares.

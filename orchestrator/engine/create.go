@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -100,7 +101,7 @@ func createOptions(spec ServiceSpec, name string, number int, release string) (c
 	return client.ContainerCreateOptions{
 		Name: name,
 		Config: &container.Config{
-			Image: spec.Image, Labels: containerLabels(spec, number, release), Env: envList(spec.Env),
+			Image: cmp.Or(spec.RunImage, spec.Image), Labels: containerLabels(spec, number, release), Env: envList(spec.Env),
 			Cmd: spec.Command, Entrypoint: spec.Entrypoint, User: spec.User, ExposedPorts: exposed,
 			Healthcheck: healthConfig(spec.Health), StopTimeout: stopTimeout(spec.StopGrace),
 		},

@@ -39,6 +39,10 @@ type ServiceSpec struct {
 	// compares it with a container's own image ID, so that an image
 	// rebuilt under the same tag replaces the containers of the old one.
 	ImageID string
+	// RunImage, when set, is what the container is created from instead
+	// of Image: the image ID a rollback recorded, when Image's tag has
+	// moved to another image since. It is not hashed either.
+	RunImage string
 }
 
 // PortSpec publishes a container port on the host.

@@ -17,9 +17,17 @@ type Outcome string
 // Outcomes of a release.
 const (
 	OutcomeInProgress Outcome = "in-progress"
-	OutcomeSucceeded  Outcome = "succeeded"
-	OutcomeFailed     Outcome = "failed"
+	// OutcomeSucceeded: live, proven, and stable.
+	OutcomeSucceeded Outcome = "succeeded"
+	// OutcomeFailed: it stopped before any change, or changed what had no
+	// release before it to return to.
+	OutcomeFailed Outcome = "failed"
+	// OutcomeRolledBack: it failed after changes began, and the previous
+	// release runs again, proven by the probes.
 	OutcomeRolledBack Outcome = "rolled-back"
+	// OutcomeRollbackFailed: it failed after changes began, and the
+	// previous release could not be proven either.
+	OutcomeRollbackFailed Outcome = "rollback-failed"
 	// OutcomeInterrupted: the deploy process ended (killed, host lost)
 	// before it finished; the next deploy marks it so and converges.
 	OutcomeInterrupted Outcome = "interrupted"

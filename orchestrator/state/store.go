@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -76,6 +77,29 @@ func Stable(ctx context.Context, store Store) (Release, bool, error) {
 	}
 	r, ok := newestStable(releases)
 	return r, ok, nil
+}
+
+// Live is the release that runs now: the newest one marked stable.
+func Live(releases []Release) (Release, bool) { return newestStable(releases) }
+
+// Previous is the previous good release of a sorted history: the newest
+// release older than the live one that succeeded and runs something else
+// (another configuration, or other images), as helm rollback without a
+// revision goes to the one before. None when nothing is live.
+func Previous(releases []Release, live Release) (Release, bool) {
+	at := slices.IndexFunc(releases, func(r Release) bool { return r.ID == live.ID })
+	for i := at - 1; i >= 0; i-- {
+		if r := releases[i]; r.Outcome == OutcomeSucceeded && !SameRun(r, live) {
+			return r, true
+		}
+	}
+	return Release{}, false
+}
+
+// SameRun reports whether two releases run the same thing: the same
+// rendered configuration and the same image IDs.
+func SameRun(a, b Release) bool {
+	return a.ConfigHash == b.ConfigHash && maps.Equal(a.ImageDigests, b.ImageDigests)
 }
 
 // newestStable returns the newest stable release of a sorted history.
