@@ -206,20 +206,21 @@ func confirm(w io.Writer, r io.Reader, question string) bool {
 const deployLong = `Deploy takes the environment lock, validates the stack as it will deploy (with
 --var and --image; errors stop it), renders, plans against what runs and
 shows the plan, asks (on a terminal, unless --yes), then applies exactly
-that plan: it tags the running app image as <repo>:stable and
-<repo>:stable-<release>, builds missing images, creates networks and
-volumes, delivers config files into the containers through the API, takes
-a pg_dump and runs migrate as one-offs before any web change, starts new
+that plan: it builds missing images, creates networks and volumes,
+delivers config files into the containers through the API, takes a
+pg_dump and runs migrate as one-offs before any web change, starts new
 containers that do not wait for each other together, rolls web start-first
 (one new replica per old one, all at once; the old ones stop only when
 every new one is healthy and in the network alias, after an overlap longer
 than nginx's DNS cache), updates the other services, and runs the probes
 over a verification window.
 
-On success the release is recorded as stable. A failure after changes
-began rolls back by itself to the stable release (its images, rendered
-config and env), runs the probes again, and exits non-zero with a report:
-the failing probe, its last results, container state and log tail.
+On success the release is recorded as stable, and each image it runs is
+tagged by ID as <repo>:stable-<release>, with <repo>:stable moved to it. A
+failure after changes began rolls back by itself to the stable release
+(its image IDs, rendered config and env), runs the probes again, and
+exits non-zero with a report: the failing probe, its last results,
+container state and log tail.
 
 --plan FILE applies a plan saved by obcd plan --out, without asking, and
 refuses it when the stack file, the rendered config, a secret, the release

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/obcd/obcd/orchestrator"
 	"github.com/obcd/obcd/orchestrator/lock"
+	"github.com/obcd/obcd/orchestrator/state"
 )
 
 // smallStack has one web service, so planning needs no images.
@@ -178,5 +181,28 @@ func TestPlan_SavedPlanIsPrivateHoldsNoSecretAndGoesStaleWithTheStack(t *testing
 	}
 	if h := obcd(t, dir, nil, "history", "staging"); strings.Contains(h.stdout, file.Release.ID) {
 		t.Errorf("a refused plan was recorded:\n%s", h.stdout)
+	}
+}
+
+// TestDeploy_ExitCodeSaysTheOutcome: each outcome of a failed deploy has
+// its own exit code and its own last line.
+func TestDeploy_ExitCodeSaysTheOutcome(t *testing.T) {
+	cases := []struct {
+		err     error
+		outcome state.Outcome
+		code    int
+		line    string
+	}{
+		{errors.Join(errors.New("probe web-ready failed"), orchestrator.ErrVerify, orchestrator.ErrRolledBack), state.OutcomeRolledBack, ExitRolledBack, "Rolled back to release r1: release r2 failed (rolled-back)."},
+		{errors.Join(errors.New("probe web-ready failed"), orchestrator.ErrRollbackFailed), state.OutcomeRollbackFailed, ExitRollbackFailed, "the rollback to release r1 failed too (rollback-failed)"},
+		{errors.Join(errors.New("image missing"), orchestrator.ErrImages), state.OutcomeFailed, ExitFailure, "deploy failed: image missing"},
+	}
+	for _, tc := range cases {
+		var stderr strings.Builder
+		opts := &deployOptions{globalOptions: &globalOptions{stdout: io.Discard, stderr: &stderr}}
+		err := opts.report(orchestrator.DeployResult{Release: state.Release{ID: "r2", RolledBackTo: "r1", Outcome: tc.outcome}}, tc.err)
+		if code := reportError(io.Discard, err); code != tc.code || !strings.Contains(stderr.String(), tc.line) {
+			t.Errorf("%s: exit %d, stderr %q; want %d and %q", tc.outcome, code, stderr.String(), tc.code, tc.line)
+		}
 	}
 }
