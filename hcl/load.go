@@ -259,6 +259,7 @@ func (d *decoder) selectEnvironment() {
 			"domain":      cty.StringVal(""),
 			"docker_host": cty.StringVal(""),
 			"public_url":  cty.StringVal(""),
+			"watch":       cty.StringVal(DefaultWatch.String()),
 		}
 		return
 	}
@@ -275,6 +276,7 @@ func (d *decoder) selectEnvironment() {
 		"name":        cty.StringVal(d.opts.Environment),
 		"domain":      d.evalString(content.Attributes["domain"], ctx, ""),
 		"docker_host": d.evalString(content.Attributes["docker_host"], ctx, "unix:///var/run/docker.sock"),
+		"watch":       d.evalString(content.Attributes["watch"], ctx, DefaultWatch.String()),
 	}
 	domain := d.environment["domain"].AsString()
 	d.environment["public_url"] = d.evalString(content.Attributes["public_url"], ctx, "https://"+domain)

@@ -3,6 +3,7 @@ package hcl
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -27,6 +28,9 @@ type Stack struct {
 	Domain      string // public DNS name of this environment
 	DockerHost  string // Docker endpoint, e.g. unix:///var/run/docker.sock or ssh://deploy@host
 	PublicURL   string // where users reach the site; default https://<domain>
+	// Watch is how long a deploy keeps watching a release after the
+	// switch before it calls it stable (environment's watch, DefaultWatch).
+	Watch time.Duration
 
 	// Environments lists every environment the file declares, sorted.
 	Environments []string

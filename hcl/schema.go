@@ -58,6 +58,7 @@ var environmentSchema = &hcl.BodySchema{
 		{Name: "domain", Required: true},
 		{Name: "docker_host"},
 		{Name: "public_url"},
+		{Name: "watch"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: blockService, LabelNames: []string{"name"}},

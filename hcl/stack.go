@@ -2,6 +2,7 @@ package hcl
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
@@ -40,6 +41,7 @@ func (d *decoder) decodeStack(stack *Stack) {
 	if d.envBlock != nil {
 		stack.EnvRange = d.envBlock.DefRange
 	}
+	stack.Watch = d.decodeWatch(d.environment["watch"].AsString())
 	if !validName(stack.Name) {
 		d.diags = append(d.diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
@@ -48,6 +50,30 @@ func (d *decoder) decodeStack(stack *Stack) {
 			Subject:  block.LabelRanges[0].Ptr(),
 		})
 	}
+}
+
+// DefaultWatch is how long a deploy watches a release after the switch
+// when the environment does not say.
+const DefaultWatch = 60 * time.Second
+
+// decodeWatch is the environment's watch window: a duration from 0 (no
+// window) to an hour.
+func (d *decoder) decodeWatch(value string) time.Duration {
+	watch, err := time.ParseDuration(value)
+	if err == nil && watch >= 0 && watch <= time.Hour {
+		return watch
+	}
+	subject := d.envBlock.DefRange
+	if r, ok := attrRanges(d.envBlock.Body)["watch"]; ok {
+		subject = r
+	}
+	d.diags = append(d.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Invalid watch window",
+		Detail:   fmt.Sprintf("watch = %q is not a duration from \"0s\" (no window) to \"1h\"; write one such as \"60s\" or \"2m\".", value),
+		Subject:  &subject,
+	})
+	return DefaultWatch
 }
 
 // secretBlock is `secret "name" { description, length, format }`.

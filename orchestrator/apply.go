@@ -33,6 +33,7 @@ type ContainerEngine interface {
 	TagImage(ctx context.Context, src, dst string) error
 	BuildImage(ctx context.Context, contextTar io.Reader, tag string, buildArgs map[string]*string) error
 	RemoveProject(ctx context.Context, project string, volumes bool) error
+	WatchFailures(ctx context.Context, project string, since time.Time) (<-chan engine.Failure, <-chan error)
 }
 
 var _ ContainerEngine = (*engine.Engine)(nil)
@@ -68,8 +69,12 @@ func (x *executor) run(ctx context.Context) (bool, error) {
 	if began, err := x.converge(ctx); err != nil {
 		return began, err
 	}
+	switched := time.Now()
 	var err error
 	if x.planned.Release.Probes, err = x.d.verify(ctx); err != nil {
+		return true, err
+	}
+	if err := x.watch(ctx, switched); err != nil {
 		return true, err
 	}
 	return true, x.tagStable(ctx)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator/engine"
@@ -31,6 +32,7 @@ type memEngine struct {
 	observes  int      // Observe calls
 	observed  []int    // how many steps were logged before each Observe
 	oneOffs   []string // names of the one-offs run
+	failures  chan engine.Failure
 }
 
 func newMemEngine() *memEngine {
@@ -150,6 +152,12 @@ func (m *memEngine) RemoveProject(_ context.Context, project string, _ bool) err
 	m.record("remove project %s", project)
 	clear(m.byID)
 	return nil
+}
+
+// WatchFailures streams what a test sends on m.failures (nothing when
+// it is nil).
+func (m *memEngine) WatchFailures(ctx context.Context, _ string, _ time.Time) (<-chan engine.Failure, <-chan error) {
+	return m.failures, nil
 }
 
 func (m *memEngine) steps() []string {

@@ -67,6 +67,9 @@ type Deployer struct {
 	Gate func(*stackhcl.Stack) error
 	// Verify is how long post-deploy probes may take to pass.
 	Verify time.Duration
+	// Watch is how long a deploy keeps watching the release after the
+	// switch before it calls it stable; 0 watches nothing.
+	Watch time.Duration
 	// Overlap is how long a new start-first replica and the one it
 	// replaces serve side by side before the old one leaves the alias:
 	// longer than a proxy in front (nginx) keeps the addresses it resolved,

@@ -5,19 +5,12 @@ import (
 	"errors"
 	"fmt"
 
-	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator/probe"
 )
 
 // verify runs the post-deploy probes over the verification window.
 func (d *Deployer) verify(ctx context.Context) ([]probe.Result, error) {
-	build := d.Probes
-	if build == nil {
-		build = func(s *stackhcl.Stack) (probe.Plan, error) {
-			return probe.Build(probe.BuildOptions{Stack: s, Secrets: d.Secrets, Docker: d.Docker})
-		}
-	}
-	plan, err := build(d.Stack)
+	plan, err := d.probePlan()
 	if err != nil {
 		return nil, errors.Join(err, ErrVerify)
 	}
@@ -30,4 +23,12 @@ func (d *Deployer) verify(ctx context.Context) ([]probe.Result, error) {
 		return results, errors.Join(fmt.Errorf("probe %s failed: %s", failed[0].Name, failed[0].Message), ErrVerify)
 	}
 	return results, nil
+}
+
+// probePlan is the stack's probes, or the ones Probes builds.
+func (d *Deployer) probePlan() (probe.Plan, error) {
+	if d.Probes != nil {
+		return d.Probes(d.Stack)
+	}
+	return probe.Build(probe.BuildOptions{Stack: d.Stack, Secrets: d.Secrets, Docker: d.Docker})
 }

@@ -325,4 +325,7 @@ environment "staging" {
   domain      = "localhost"
   public_url  = "https://localhost:18443"
   docker_host = "unix:///var/run/docker.sock"
+  # The lab's window is short so the scenario stays quick; a real
+  # environment keeps the 60s default or more.
+  watch = "15s"
 }

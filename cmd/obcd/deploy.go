@@ -28,6 +28,8 @@ type deployOptions struct {
 	json        bool
 	lockWait    time.Duration
 	verify      time.Duration
+	watch       time.Duration
+	watchSet    bool
 	skipChecks  bool
 	pushgateway string
 	image       string
@@ -43,6 +45,10 @@ func newDeployCommand(global *globalOptions) *cobra.Command {
 		Example: deployExample,
 		Args:    exactEnv,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			opts.watchSet = cmd.Flags().Changed("watch")
+			if opts.watch < 0 || opts.watch > time.Hour {
+				return usageError{fmt.Errorf("--watch %s: give a duration from 0s (no window) to 1h", opts.watch)}
+			}
 			if opts.plan == "" {
 				return nil
 			}
@@ -61,6 +67,7 @@ func newDeployCommand(global *globalOptions) *cobra.Command {
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print events as JSON lines on stdout")
 	cmd.Flags().DurationVar(&opts.lockWait, "lock-wait", 0, "wait this long for another deploy's lock instead of failing at once")
 	cmd.Flags().DurationVar(&opts.verify, "verify-window", 60*time.Second, "how long post-deploy probes may take to pass")
+	cmd.Flags().DurationVar(&opts.watch, "watch", 0, "watch the release this long after the switch before it is stable (default: the environment's watch, else 60s; 0s: no window)")
 	cmd.Flags().BoolVar(&opts.skipChecks, "skip-checks", false, "skip the validate gate (not recommended)")
 	cmd.Flags().StringVar(&opts.image, "image", "", "deploy this tag of the app image (web, celery, migrate) instead of the stack's version")
 	cmd.Flags().StringVar(&opts.plan, "plan", "", "apply the plan saved in FILE by obcd plan --out")
@@ -86,7 +93,10 @@ func runDeploy(opts *deployOptions, env string) error {
 		}
 		return printPlan(opts.globalOptions, planned.Plan, false)
 	}
-	d.Verify = opts.verify
+	d.Verify, d.Watch = opts.verify, environment.stack.Watch
+	if opts.watchSet {
+		d.Watch = opts.watch
+	}
 	if !opts.skipChecks {
 		d.Gate = environment.gate
 	}
@@ -213,7 +223,10 @@ containers that do not wait for each other together, rolls web start-first
 (one new replica per old one, all at once; the old ones stop only when
 every new one is healthy and in the network alias, after an overlap longer
 than nginx's DNS cache), updates the other services, and runs the probes
-over a verification window.
+over a verification window. Then it watches the release for the watch
+window (the environment's watch, 60s by default, or --watch): an exit or
+restart of a container, a turn to unhealthy (from the engine's event
+stream) or a failing critical probe fails the release.
 
 On success the release is recorded as stable, and each image it runs is
 tagged by ID as <repo>:stable-<release>, with <repo>:stable moved to it. A

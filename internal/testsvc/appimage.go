@@ -36,6 +36,9 @@ type AppImageOptions struct {
 	Version      string // served by /version, /health/ and /ready/; "dev" when empty
 	ReadyFails   bool   // /ready/ answers 503 {"database": false, ...}
 	CrashAtStart bool   // the server exits 1 at once, after one line on stderr
+	// DieAfter, when set, makes the server exit 1 that long after it
+	// started, healthy until then: a release that fails after the switch.
+	DieAfter time.Duration
 }
 
 // AppPort is where the app serves, unless $PORT says otherwise; AppProxyPort
@@ -150,7 +153,8 @@ func appCompile(opts AppImageOptions) ([]byte, error) {
 			return nil, err
 		}
 	}
-	ldflags := fmt.Sprintf("-s -w -X main.version=%s -X main.readyFails=%t -X main.crashAtStart=%t", version, opts.ReadyFails, opts.CrashAtStart)
+	ldflags := fmt.Sprintf("-s -w -X main.version=%s -X main.readyFails=%t -X main.crashAtStart=%t -X main.dieAfter=%s",
+		version, opts.ReadyFails, opts.CrashAtStart, opts.DieAfter)
 	cmd := exec.Command(goTool, "build", "-trimpath", "-ldflags="+ldflags, "-o", "app", ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=", "GOWORK=off")
@@ -210,6 +214,7 @@ var (
 	version      = "dev"
 	readyFails   = "false"
 	crashAtStart = "false"
+	dieAfter     = "0s"
 )
 
 func main() {
@@ -240,6 +245,12 @@ func main() {
 	if crashAtStart == "true" {
 		fmt.Fprintf(os.Stderr, "app %s: crashing at start as configured\n", version)
 		os.Exit(1)
+	}
+	if after, err := time.ParseDuration(dieAfter); err == nil && after > 0 {
+		time.AfterFunc(after, func() {
+			fmt.Fprintf(os.Stderr, "app %s: dying %s after start as configured\n", version, after)
+			os.Exit(1)
+		})
 	}
 	serveApp()
 }

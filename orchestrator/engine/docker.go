@@ -34,6 +34,8 @@ type DockerAPI interface {
 	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (client.ImageInspectResult, error)
 	ImageTag(ctx context.Context, options client.ImageTagOptions) (client.ImageTagResult, error)
 	ImageBuild(ctx context.Context, buildContext io.Reader, options client.ImageBuildOptions) (client.ImageBuildResult, error)
+
+	Events(ctx context.Context, options client.EventsListOptions) client.EventsResult
 }
 
 var _ DockerAPI = (*client.Client)(nil)

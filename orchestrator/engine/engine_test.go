@@ -50,6 +50,7 @@ type engineFake struct {
 	imgInspect func(ref string) (client.ImageInspectResult, error)
 	imgTag     func(client.ImageTagOptions) (client.ImageTagResult, error)
 	imgBuild   func(buildContext io.Reader, options client.ImageBuildOptions) (client.ImageBuildResult, error)
+	events     func(client.EventsListOptions) client.EventsResult
 }
 
 var _ DockerAPI = (*engineFake)(nil)
@@ -212,6 +213,15 @@ func (f *engineFake) ImageBuild(_ context.Context, buildContext io.Reader, optio
 		return client.ImageBuildResult{}, err
 	}
 	return f.imgBuild(buildContext, options)
+}
+
+func (f *engineFake) Events(_ context.Context, options client.EventsListOptions) client.EventsResult {
+	if err := f.called("Events", f.events); err != nil {
+		errs := make(chan error, 1)
+		errs <- err
+		return client.EventsResult{Err: errs}
+	}
+	return f.events(options)
 }
 
 // engineLogStream is a multiplexed log stream, as the engine sends for a
