@@ -46,6 +46,7 @@ func (d *Deployer) apply(ctx context.Context, planned *Planned) (DeployResult, e
 	result := DeployResult{Plan: planned.Plan, Release: planned.Release}
 	x := d.executor(planned)
 	began, err := x.run(ctx)
+	err = lockLost(ctx, err)
 	rel := planned.Release
 	if err == nil {
 		return d.succeed(ctx, result, rel)
@@ -75,6 +76,9 @@ func (x *executor) run(ctx context.Context) (bool, error) {
 		return true, err
 	}
 	if err := x.watch(ctx, switched); err != nil {
+		return true, err
+	}
+	if err := x.d.checkLock(); err != nil {
 		return true, err
 	}
 	return true, x.tagStable(ctx)
@@ -146,7 +150,10 @@ func (x *executor) converge(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	waves := x.planned.Plan.Waves()
-	for _, wave := range waves {
+	for i, wave := range waves {
+		if err := x.d.checkLock(); err != nil {
+			return i > 0, err
+		}
 		if err := x.applyWave(ctx, wave); err != nil {
 			return true, err
 		}
@@ -253,6 +260,9 @@ func (x *executor) startFirst(ctx context.Context, wave []Action) error {
 		return err
 	}
 	if err := x.overlap(ctx, spec.Name); err != nil {
+		return err
+	}
+	if err := x.d.checkLock(); err != nil {
 		return err
 	}
 	for _, a := range wave {

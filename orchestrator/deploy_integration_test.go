@@ -358,10 +358,7 @@ func TestDeploy_KilledHalfwayThenConverges(t *testing.T) {
 	if _, err := e.deployer("v1").Deploy(ctx, DeployOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "obcd")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/obcd").CombinedOutput(); err != nil {
-		t.Fatalf("build obcd: %v\n%s", err, out)
-	}
+	bin := obcdBinary(t)
 	stateDir := filepath.Join(filepath.Dir(e.file), ".obcd")
 	obcd := func(args ...string) *exec.Cmd {
 		cmd := exec.Command(bin, append([]string{"-f", e.file, "--state-dir", stateDir, "--no-color"}, args...)...)
@@ -561,4 +558,30 @@ func TestDeploy_SavedPlanOnTheRealEngine(t *testing.T) {
 	if e.served() != "v2" {
 		t.Errorf("a refused plan changed what serves: %q", e.served())
 	}
+}
+
+var (
+	obcdBuild    sync.Once
+	obcdBuilt    string
+	obcdBuildErr error
+	obcdBuildDir string
+)
+
+// obcdBinary is the obcd command, built once for the tests that run it
+// as a second process.
+func obcdBinary(t testing.TB) string {
+	t.Helper()
+	obcdBuild.Do(func() {
+		if obcdBuildDir, obcdBuildErr = os.MkdirTemp("", "obcd-bin-"); obcdBuildErr != nil {
+			return
+		}
+		obcdBuilt = filepath.Join(obcdBuildDir, "obcd")
+		if out, err := exec.Command("go", "build", "-o", obcdBuilt, "../cmd/obcd").CombinedOutput(); err != nil {
+			obcdBuildErr = fmt.Errorf("build obcd: %v\n%s", err, out)
+		}
+	})
+	if obcdBuildErr != nil {
+		t.Fatal(obcdBuildErr)
+	}
+	return obcdBuilt
 }

@@ -82,6 +82,7 @@ type Deployer struct {
 	Probes func(*stackhcl.Stack) (probe.Plan, error)
 
 	events sync.Mutex // one event at a time, from concurrent steps
+	held   *lock.Held // the lock of the operation running, if any
 }
 
 func (d *Deployer) emit(phase, service, container, format string, args ...any) {
@@ -118,8 +119,11 @@ func (d *Deployer) defaults() {
 	}
 }
 
-// locked runs fn holding the environment's lock for op.
-func (d *Deployer) locked(ctx context.Context, op string, wait time.Duration, fn func() error) error {
+// locked runs fn holding the environment's lock for op. fn's context
+// ends when the lock is lost (broken by obcd unlock, or its session gone),
+// with the loss as its cause, and the executor checks the lock before each
+// change, so an operation that lost its lock stops.
+func (d *Deployer) locked(ctx context.Context, op string, wait time.Duration, fn func(context.Context) error) error {
 	if d.Locker == nil {
 		return fmt.Errorf("%s %s: no lock for the environment", op, d.Stack.Environment)
 	}
@@ -127,9 +131,40 @@ func (d *Deployer) locked(ctx context.Context, op string, wait time.Duration, fn
 	if err != nil {
 		return err
 	}
-	err = fn()
-	if releaseErr := held.Release(); releaseErr != nil {
+	lockCtx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-held.Lost():
+			cancel(held.Err())
+		case <-lockCtx.Done():
+		}
+	}()
+	d.held = held
+	err = fn(lockCtx)
+	d.held = nil
+	cancel(nil)
+	if releaseErr := held.Release(); releaseErr != nil && !errors.Is(err, lock.ErrLockLost) {
 		d.emit("lock", "", "", "releasing the lock: %v", releaseErr)
+	}
+	return err
+}
+
+// checkLock says whether the lock of the operation is still held; it is
+// asked before each change.
+func (d *Deployer) checkLock() error {
+	if d.held == nil {
+		return nil
+	}
+	if err := d.held.Check(); err != nil {
+		return errors.Join(err, ErrConverge)
+	}
+	return nil
+}
+
+// lockLost is err with the lock's loss named when the loss ended ctx.
+func lockLost(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, lock.ErrLockLost) && !errors.Is(err, lock.ErrLockLost) {
+		return errors.Join(cause, err)
 	}
 	return err
 }
@@ -164,7 +199,7 @@ type DeployResult struct {
 func (d *Deployer) Deploy(ctx context.Context, opts DeployOptions) (DeployResult, error) {
 	d.defaults()
 	var result DeployResult
-	err := d.locked(ctx, "deploy", opts.LockWait, func() (err error) {
+	err := d.locked(ctx, "deploy", opts.LockWait, func(ctx context.Context) (err error) {
 		result, err = d.deployLocked(ctx, opts)
 		return err
 	})
@@ -227,7 +262,7 @@ type DownOptions struct {
 // Down removes the environment's containers and network, and its volumes
 // only when asked, under the lock. Release history is kept.
 func (d *Deployer) Down(ctx context.Context, opts DownOptions) error {
-	return d.locked(ctx, "down", opts.LockWait, func() error {
+	return d.locked(ctx, "down", opts.LockWait, func(ctx context.Context) error {
 		return d.Engine.RemoveProject(ctx, templates.ProjectName(d.Stack), opts.Volumes)
 	})
 }

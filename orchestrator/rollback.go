@@ -19,6 +19,11 @@ import (
 func (d *Deployer) rollbackAfter(ctx context.Context, result DeployResult, rel, stable state.Release, cause error) (DeployResult, error) {
 	rctx := context.WithoutCancel(ctx)
 	d.emit("rollback", "", "", "rolling back to stable release %s: %s", stable.ID, firstLine(cause.Error()))
+	// Undoing what the deploy changed goes on even when the deploy lost
+	// its lock: leaving the environment half-changed helps nobody.
+	held := d.held
+	d.held = nil
+	defer func() { d.held = held }()
 	rel.RolledBackTo = stable.ID
 	_, _, err := d.restore(rctx, stable, false)
 	if err != nil {
@@ -66,7 +71,7 @@ type RollbackOptions struct {
 func (d *Deployer) Rollback(ctx context.Context, opts RollbackOptions) (DeployResult, error) {
 	d.defaults()
 	var result DeployResult
-	err := d.locked(ctx, "rollback", opts.LockWait, func() error {
+	err := d.locked(ctx, "rollback", opts.LockWait, func(ctx context.Context) error {
 		if err := d.markInterrupted(ctx); err != nil {
 			return err
 		}

@@ -79,8 +79,9 @@ func (l *FileLocker) tryOnce(op string) (held *Held, gone bool, err error) {
 		return nil, false, fmt.Errorf("lock %s: %w", path, err)
 	}
 	beat := func(info Info) error { return l.beat(info) }
+	check := func() error { return l.owned(info.Token) }
 	unlock := func() error { return l.release(info.Token) }
-	return newHeld(info, l.heartbeat, beat, unlock), false, nil
+	return newHeld(info, l.heartbeat, beat, check, unlock), false, nil
 }
 
 func (l *FileLocker) lockedError() error {
@@ -115,6 +116,9 @@ func readLockFile(path string) (Info, error) {
 func (l *FileLocker) owned(token string) error {
 	current, err := readLockFile(lockPath(l.dir))
 	if errors.Is(err, fs.ErrNotExist) {
+		if breach, ok := l.breach(token); ok {
+			return fmt.Errorf("%w: %s was %s (obcd unlock)", ErrLockLost, lockPath(l.dir), breach)
+		}
 		return fmt.Errorf("%w: %s was removed (obcd unlock?)", ErrLockLost, lockPath(l.dir))
 	}
 	if err != nil {
@@ -161,8 +165,28 @@ func (l *FileLocker) Break(context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("unlock: %w", err)
 	}
+	// Who broke it is written first, so the holder can say so.
+	breach, err := json.Marshal(newBreach(info))
+	if err == nil {
+		err = atomicfile.WriteFile(breachPath(dir), breach, 0o600)
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("unlock: %w", err)
+	}
 	if err := os.Remove(path); err != nil {
 		return Info{}, fmt.Errorf("unlock: %w", err)
 	}
 	return info, nil
+}
+
+func breachPath(dir string) string { return filepath.Join(dir, "lock.broken") }
+
+// breach is the record of who broke the lock with token, if Break left one.
+func (l *FileLocker) breach(token string) (Breach, bool) {
+	data, err := os.ReadFile(breachPath(l.dir))
+	var breach Breach
+	if err != nil || json.Unmarshal(data, &breach) != nil || breach.Token != token {
+		return Breach{}, false
+	}
+	return breach, true
 }

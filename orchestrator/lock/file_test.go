@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -355,5 +356,36 @@ func TestLockedError_IsFoundWithErrorsAs(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "obcd unlock prod") {
 		t.Fatalf("stale message %q does not say how to break it", err)
+	}
+}
+
+// TestFileLock_CheckSaysAtOnceWhoBrokeTheLock: after obcd unlock, the
+// holder learns at its next check, before any heartbeat, that the lock is
+// lost, and who broke it, from where and when.
+func TestFileLock_CheckSaysAtOnceWhoBrokeTheLock(t *testing.T) {
+	dir := t.TempDir()
+	held, err := NewFileLocker(dir).Acquire(context.Background(), "deploy", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	if err := held.Check(); err != nil {
+		t.Fatalf("a held lock checks as %v", err)
+	}
+	if _, err := NewFileLocker(dir).Break(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err = held.Check()
+	want := fmt.Sprintf("broken by %s on %s (pid %d)", who.User(), who.Host(), os.Getpid())
+	if !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("check after the break: %v, want ErrLockLost saying %q", err, want)
+	}
+	select {
+	case <-held.Lost():
+	default:
+		t.Error("Lost() is not closed after the check found the lock broken")
+	}
+	if !errors.Is(held.Err(), ErrLockLost) {
+		t.Errorf("Err() = %v", held.Err())
 	}
 }

@@ -57,6 +57,24 @@ var (
 	ErrLockLost  = errors.New("lock was lost while held")
 )
 
+// Breach says who broke a lock with Break, from where and when; the
+// holder that lost it reports it.
+type Breach struct {
+	By    string    `json:"by"`
+	Host  string    `json:"host"`
+	PID   int       `json:"pid"`
+	At    time.Time `json:"at"`
+	Token string    `json:"token"` // the token of the lock it broke
+}
+
+func newBreach(broken Info) Breach {
+	return Breach{By: who.User(), Host: who.Host(), PID: os.Getpid(), At: time.Now().UTC(), Token: broken.Token}
+}
+
+func (b Breach) String() string {
+	return fmt.Sprintf("broken by %s on %s (pid %d) at %s", b.By, b.Host, b.PID, b.At.Format(time.RFC3339))
+}
+
 // LockedError says who holds the lock, and how to break it when stale.
 type LockedError struct {
 	Environment string
@@ -122,20 +140,22 @@ func newLockInfo(op string, now time.Time) Info {
 type Held struct {
 	info    Info
 	beat    func(Info) error // records a heartbeat; an ErrLockLost error stops it
+	check   func() error     // says, now, whether the lock is still held
 	unlock  func() error
 	every   time.Duration
 	stop    chan struct{}
 	stopped chan struct{}
 	lost    chan struct{}
 
-	mu      sync.Mutex
-	lostErr error
-	once    sync.Once
-	err     error
+	mu       sync.Mutex
+	lostErr  error
+	lostOnce sync.Once
+	once     sync.Once
+	err      error
 }
 
-func newHeld(info Info, every time.Duration, beat func(Info) error, unlock func() error) *Held {
-	h := &Held{info: info, beat: beat, unlock: unlock, every: every,
+func newHeld(info Info, every time.Duration, beat func(Info) error, check func() error, unlock func() error) *Held {
+	h := &Held{info: info, beat: beat, check: check, unlock: unlock, every: every,
 		stop: make(chan struct{}), stopped: make(chan struct{}), lost: make(chan struct{})}
 	go h.heartbeat()
 	return h
@@ -149,8 +169,40 @@ func (h *Held) Info() Info {
 }
 
 // Lost is closed when the lock was broken or taken by someone else while
-// held; a deploy should stop at its next safe point.
+// held; a deploy should stop at its next safe point. Err says how.
 func (h *Held) Lost() <-chan struct{} { return h.lost }
+
+// Err is how the lock was lost (an ErrLockLost, naming who broke it when
+// that is known), or nil while it is held.
+func (h *Held) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lostErr
+}
+
+// Check asks now, without waiting for the next heartbeat, whether the
+// lock is still held: a deploy calls it before each change. A lost lock is
+// an ErrLockLost; a check that could not tell is not.
+func (h *Held) Check() error {
+	if err := h.Err(); err != nil {
+		return err
+	}
+	err := h.check()
+	if errors.Is(err, ErrLockLost) {
+		h.markLost(err)
+		return h.Err()
+	}
+	return nil
+}
+
+func (h *Held) markLost(err error) {
+	h.lostOnce.Do(func() {
+		h.mu.Lock()
+		h.lostErr = err
+		h.mu.Unlock()
+		close(h.lost)
+	})
+}
 
 func (h *Held) heartbeat() {
 	defer close(h.stopped)
@@ -160,16 +212,15 @@ func (h *Held) heartbeat() {
 		select {
 		case <-h.stop:
 			return
+		case <-h.lost:
+			return
 		case now := <-ticker.C:
 			h.mu.Lock()
 			h.info.Heartbeat = now.UTC()
 			info := h.info
 			h.mu.Unlock()
 			if err := h.beat(info); errors.Is(err, ErrLockLost) {
-				h.mu.Lock()
-				h.lostErr = err
-				h.mu.Unlock()
-				close(h.lost)
+				h.markLost(err)
 				return
 			}
 			// Other errors are transient (a full disk, a network blip): the
@@ -184,10 +235,7 @@ func (h *Held) Release() error {
 	h.once.Do(func() {
 		close(h.stop)
 		<-h.stopped
-		h.mu.Lock()
-		lostErr := h.lostErr
-		h.mu.Unlock()
-		if lostErr != nil {
+		if lostErr := h.Err(); lostErr != nil {
 			h.err = lostErr
 			return
 		}

@@ -17,6 +17,10 @@ const lockSchema = `
 CREATE TABLE IF NOT EXISTS obcd_locks (
 	environment text PRIMARY KEY,
 	info        jsonb NOT NULL
+);
+CREATE TABLE IF NOT EXISTS obcd_lock_breaches (
+	environment text PRIMARY KEY,
+	breach      jsonb NOT NULL
 );`
 
 // postgresTimeout bounds statements run outside a caller's context
@@ -80,8 +84,9 @@ func (l *PostgresLocker) try(ctx context.Context, conn *pgx.Conn, op string) (*H
 		return nil, fmt.Errorf("lock %s: %w", l.environment, err)
 	}
 	beat := func(info Info) error { return l.beat(conn, info) }
+	check := func() error { return l.check(conn, info.Token) }
 	unlock := func() error { return l.release(conn, info.Token) }
-	return newHeld(info, l.heartbeat, beat, unlock), nil
+	return newHeld(info, l.heartbeat, beat, check, unlock), nil
 }
 
 func writeLockRow(ctx context.Context, conn *pgx.Conn, environment string, info Info) error {
@@ -126,9 +131,42 @@ func (l *PostgresLocker) beat(conn *pgx.Conn, info Info) error {
 	defer cancel()
 	err := writeLockRow(ctx, conn, l.environment, info)
 	if err != nil && conn.IsClosed() {
-		return fmt.Errorf("%w: the connection holding the advisory lock of %s ended: %w", ErrLockLost, l.environment, err)
+		return l.lost(err, info.Token)
 	}
 	return err
+}
+
+// check asks the lock's own session whether it is still there.
+func (l *PostgresLocker) check(conn *pgx.Conn, token string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), postgresTimeout)
+	defer cancel()
+	_, err := conn.Exec(ctx, `SELECT 1`)
+	if err != nil && conn.IsClosed() {
+		return l.lost(err, token)
+	}
+	return nil
+}
+
+// lost is the ErrLockLost of a session that ended, naming who broke the
+// lock when Break recorded it.
+func (l *PostgresLocker) lost(cause error, token string) error {
+	err := fmt.Errorf("%w: the connection holding the advisory lock of %s ended: %w", ErrLockLost, l.environment, cause)
+	ctx, cancel := context.WithTimeout(context.Background(), postgresTimeout)
+	defer cancel()
+	conn, connectErr := pgx.Connect(ctx, l.dsn)
+	if connectErr != nil {
+		return err
+	}
+	defer closeConn(conn)
+	var body string
+	if conn.QueryRow(ctx, `SELECT breach::text FROM obcd_lock_breaches WHERE environment = $1::text`, l.environment).Scan(&body) != nil {
+		return err
+	}
+	var breach Breach
+	if json.Unmarshal([]byte(body), &breach) != nil || breach.Token != token {
+		return err
+	}
+	return fmt.Errorf("%w: the lock of %s was %s (obcd unlock)", ErrLockLost, l.environment, breach)
 }
 
 // release unlocks, removes its lock row and closes the connection.
@@ -176,6 +214,15 @@ func (l *PostgresLocker) Break(ctx context.Context) (Info, error) {
 	}
 	if len(pids) == 0 {
 		return Info{}, fmt.Errorf("%w: no session holds the advisory lock of %s; nothing to unlock", ErrNotLocked, environment)
+	}
+	// Who broke it is written first, so the holder can say so.
+	breach, err := json.Marshal(newBreach(info))
+	if err == nil {
+		_, err = conn.Exec(ctx, `INSERT INTO obcd_lock_breaches (environment, breach) VALUES ($1::text, $2::text::jsonb)
+			ON CONFLICT (environment) DO UPDATE SET breach = EXCLUDED.breach`, environment, string(breach))
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("unlock %s: record the break: %w", environment, err)
 	}
 	for _, pid := range pids {
 		var ended bool

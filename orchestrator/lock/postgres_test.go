@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/obcd/obcd/internal/testsvc"
+	"github.com/obcd/obcd/internal/who"
 )
 
 func advisoryHolderPIDs(t *testing.T, dsn, environment string) []int32 {
@@ -117,6 +119,25 @@ func TestPostgresLock_AgainstARealServer(t *testing.T) {
 		}
 		if err := held.Release(); !errors.Is(err, ErrLockLost) {
 			t.Fatalf("Release after the connection died: %v; want ErrLockLost", err)
+		}
+	})
+
+	t.Run("CheckSaysWhoBrokeTheLock", func(t *testing.T) {
+		held, err := NewPostgresLocker(dsn, "broken").Acquire(ctx, "deploy", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Release()
+		if err := held.Check(); err != nil {
+			t.Fatalf("a held lock checks as %v", err)
+		}
+		if _, err := NewPostgresLocker(dsn, "broken").Break(ctx); err != nil {
+			t.Fatal(err)
+		}
+		err = held.Check()
+		want := fmt.Sprintf("broken by %s on %s (pid %d)", who.User(), who.Host(), os.Getpid())
+		if !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("check after the break: %v, want ErrLockLost saying %q", err, want)
 		}
 	})
 
