@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -168,8 +169,23 @@ func MakePlan(in PlanInput) Plan {
 				Reason: "service is no longer in the stack"})
 		}
 	}
+	actions = append(actions, leftoverOneOffs(in.Observed)...)
 	assignWaves(actions, in.Desired)
 	return Plan{Project: in.Project, Release: in.Release, Network: engine.NetworkName(in.Project), Volumes: volumesOf(in.Desired), Actions: actions}
+}
+
+// leftoverOneOffs remove the one-off containers earlier deploys left
+// behind (killed halfway): they never run again. One still running (a
+// migration whose deploy died) is left alone to finish.
+func leftoverOneOffs(observed []engine.Container) []Action {
+	var actions []Action
+	for _, c := range observed {
+		if c.OneOff && c.State != "running" && c.State != "restarting" {
+			actions = append(actions, Action{Kind: ActionRemove, Service: c.Service, Container: c.Name, ID: c.ID,
+				Reason: fmt.Sprintf("one-off left %s by release %s", c.State, cmp.Or(c.Release, "unknown"))})
+		}
+	}
+	return actions
 }
 
 // volumesOf are the project volumes the services mount, sorted.

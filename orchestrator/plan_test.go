@@ -64,6 +64,12 @@ func TestMakePlan_Golden(t *testing.T) {
 		// after the highest one web has, in plan order.
 		{"upgrade-backup-scale-up", []engine.ServiceSpec{dbSpec, backupSpec, migrate2, webSpec("demo/app:2", 3)},
 			[]engine.Container{running(dbSpec, 1), running(backupSpec, 1), running(v1, 1), running(v1, 2)}, true, "backup"},
+		// A one-off a killed deploy left exited is removed; one still
+		// running is left to finish.
+		{"leftover-one-offs", []engine.ServiceSpec{dbSpec, migrateSpec, v1},
+			[]engine.Container{running(dbSpec, 1), running(v1, 1), running(v1, 2),
+				{ID: "left-1", Name: "demo-staging-migrate-run-20261130t090000z-aaaaaa", Service: "migrate", OneOff: true, State: "exited", Release: "20261130T090000Z-aaaaaa"},
+				{ID: "left-2", Name: "demo-staging-migrate-run-20261130t100000z-bbbbbb", Service: "migrate", OneOff: true, State: "running", Release: "20261130T100000Z-bbbbbb"}}, true, ""},
 		{"rebuilt-image", []engine.ServiceSpec{dbSpec, migrateSpec, rebuilt}, []engine.Container{running(dbSpec, 1), builtAs(v1, 1, "sha256:0ld1mage0000aaaa"), builtAs(v1, 2, "sha256:0ld1mage0000aaaa")}, true, ""},
 	}
 	for _, tc := range cases {
