@@ -34,6 +34,8 @@ type ContainerEngine interface {
 	BuildImage(ctx context.Context, contextTar io.Reader, tag string, buildArgs map[string]*string) error
 	RemoveProject(ctx context.Context, project string, volumes bool) error
 	WatchFailures(ctx context.Context, project string, since time.Time) (<-chan engine.Failure, <-chan error)
+	RemoveImage(ctx context.Context, id string) (bool, error)
+	Untag(ctx context.Context, ref string) (bool, error)
 }
 
 var _ ContainerEngine = (*engine.Engine)(nil)

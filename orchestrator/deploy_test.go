@@ -154,6 +154,25 @@ func (m *memEngine) RemoveProject(_ context.Context, project string, _ bool) err
 	return nil
 }
 
+func (m *memEngine) RemoveImage(_ context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.byID {
+		if "sha256:"+c.Image == id {
+			return false, nil
+		}
+	}
+	m.record("remove image %s", id)
+	return true, nil
+}
+
+func (m *memEngine) Untag(_ context.Context, ref string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("untag %s", ref)
+	return true, nil
+}
+
 // WatchFailures streams what a test sends on m.failures (nothing when
 // it is nil).
 func (m *memEngine) WatchFailures(ctx context.Context, _ string, _ time.Time) (<-chan engine.Failure, <-chan error) {

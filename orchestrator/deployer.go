@@ -70,6 +70,9 @@ type Deployer struct {
 	// Watch is how long a deploy keeps watching the release after the
 	// switch before it calls it stable; 0 watches nothing.
 	Watch time.Duration
+	// Keep is how many of the newest releases retention keeps after a
+	// successful deploy (see Prune); 0 prunes nothing.
+	Keep int
 	// Overlap is how long a new start-first replica and the one it
 	// replaces serve side by side before the old one leaves the alias:
 	// longer than a proxy in front (nginx) keeps the addresses it resolved,

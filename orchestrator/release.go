@@ -101,6 +101,12 @@ func (d *Deployer) succeed(ctx context.Context, result DeployResult, rel state.R
 	}
 	result.Release = rel
 	d.emit("done", "", "", "release %s is live and stable", rel.ID)
+	if d.Keep > 0 {
+		// Retention is housekeeping: the release is live whatever it finds.
+		if _, err := d.prune(ctx, d.Keep, false); err != nil {
+			d.emit("prune", "", "", "retention failed (run obcd prune %s to retry): %v", d.Stack.Environment, err)
+		}
+	}
 	return result, nil
 }
 

@@ -30,6 +30,7 @@ type deployOptions struct {
 	verify      time.Duration
 	watch       time.Duration
 	watchSet    bool
+	keep        int
 	skipChecks  bool
 	pushgateway string
 	image       string
@@ -46,6 +47,9 @@ func newDeployCommand(global *globalOptions) *cobra.Command {
 		Args:    exactEnv,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			opts.watchSet = cmd.Flags().Changed("watch")
+			if opts.keep < 0 {
+				return usageError{fmt.Errorf("--keep %d: give 0 (keep every release) or more", opts.keep)}
+			}
 			if opts.watch < 0 || opts.watch > time.Hour {
 				return usageError{fmt.Errorf("--watch %s: give a duration from 0s (no window) to 1h", opts.watch)}
 			}
@@ -67,6 +71,7 @@ func newDeployCommand(global *globalOptions) *cobra.Command {
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print events as JSON lines on stdout")
 	cmd.Flags().DurationVar(&opts.lockWait, "lock-wait", 0, "wait this long for another deploy's lock instead of failing at once")
 	cmd.Flags().DurationVar(&opts.verify, "verify-window", 60*time.Second, "how long post-deploy probes may take to pass")
+	cmd.Flags().IntVar(&opts.keep, "keep", orchestrator.DefaultKeep, "after a success, keep this many of the newest releases (see obcd prune; 0 keeps all)")
 	cmd.Flags().DurationVar(&opts.watch, "watch", 0, "watch the release this long after the switch before it is stable (default: the environment's watch, else 60s; 0s: no window)")
 	cmd.Flags().BoolVar(&opts.skipChecks, "skip-checks", false, "skip the validate gate (not recommended)")
 	cmd.Flags().StringVar(&opts.image, "image", "", "deploy this tag of the app image (web, celery, migrate) instead of the stack's version")
@@ -93,7 +98,7 @@ func runDeploy(opts *deployOptions, env string) error {
 		}
 		return printPlan(opts.globalOptions, planned.Plan, false)
 	}
-	d.Verify, d.Watch = opts.verify, environment.stack.Watch
+	d.Verify, d.Watch, d.Keep = opts.verify, environment.stack.Watch, opts.keep
 	if opts.watchSet {
 		d.Watch = opts.watch
 	}

@@ -76,7 +76,7 @@ func newRootCommand(opts *globalOptions) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRenderCommand(opts), newValidateCommand(opts), newAuditCommand(opts),
 		newVerifyCommand(opts), newStatusCommand(opts), newServeCommand(opts),
-		newPlanCommand(opts), newDeployCommand(opts), newRollbackCommand(opts), newHistoryCommand(opts), newUnlockCommand(opts), newDownCommand(opts),
+		newPlanCommand(opts), newDeployCommand(opts), newRollbackCommand(opts), newHistoryCommand(opts), newUnlockCommand(opts), newDownCommand(opts), newPruneCommand(opts),
 		newSecretsCommand(opts), newVersionCommand(opts))
 	return root
 }

@@ -51,6 +51,7 @@ type engineFake struct {
 	imgTag     func(client.ImageTagOptions) (client.ImageTagResult, error)
 	imgBuild   func(buildContext io.Reader, options client.ImageBuildOptions) (client.ImageBuildResult, error)
 	events     func(client.EventsListOptions) client.EventsResult
+	imgRemove  func(ref string) (client.ImageRemoveResult, error)
 }
 
 var _ DockerAPI = (*engineFake)(nil)
@@ -213,6 +214,13 @@ func (f *engineFake) ImageBuild(_ context.Context, buildContext io.Reader, optio
 		return client.ImageBuildResult{}, err
 	}
 	return f.imgBuild(buildContext, options)
+}
+
+func (f *engineFake) ImageRemove(_ context.Context, ref string, _ client.ImageRemoveOptions) (client.ImageRemoveResult, error) {
+	if err := f.called("ImageRemove", f.imgRemove); err != nil {
+		return client.ImageRemoveResult{}, err
+	}
+	return f.imgRemove(ref)
 }
 
 func (f *engineFake) Events(_ context.Context, options client.EventsListOptions) client.EventsResult {

@@ -96,3 +96,52 @@ func ReadBuildOutput(body io.Reader) (string, error) {
 		}
 	}
 }
+
+// RemoveImage deletes an image by ID with every tag it has, unless a
+// container (running or not) was created from it: then it is kept, and
+// removed is false. An image already gone is not an error.
+func (e *Engine) RemoveImage(ctx context.Context, id string) (removed bool, err error) {
+	users, err := e.API.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("ancestor", id)})
+	if err != nil {
+		return false, fmt.Errorf("containers of image %s: %w", id, err)
+	}
+	if len(users.Items) > 0 {
+		return false, nil
+	}
+	inspected, err := e.API.ImageInspect(ctx, id)
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect image %s: %w", id, err)
+	}
+	refs := inspected.RepoTags
+	if len(refs) == 0 {
+		refs = []string{id}
+	}
+	for _, ref := range refs {
+		if _, err := e.API.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+			return false, fmt.Errorf("remove image %s (%s): %w", id, ref, err)
+		}
+	}
+	return true, nil
+}
+
+// Untag removes the tag ref from its image, when the image has another
+// tag besides: an image is never deleted by losing its last tag here.
+func (e *Engine) Untag(ctx context.Context, ref string) (bool, error) {
+	inspected, err := e.API.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	if len(inspected.RepoTags) < 2 {
+		return false, nil
+	}
+	if _, err := e.API.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		return false, fmt.Errorf("untag %s: %w", ref, err)
+	}
+	return true, nil
+}

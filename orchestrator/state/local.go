@@ -179,3 +179,18 @@ func (s *LocalStore) LoadArtifacts(_ context.Context, id string) ([]templates.Ar
 	}
 	return artifacts, nil
 }
+
+// Delete implements Store: the record goes first, so a release is never
+// listed without its files.
+func (s *LocalStore) Delete(_ context.Context, id string) error {
+	if err := checkReleaseID(id); err != nil {
+		return fmt.Errorf("delete release: %w", err)
+	}
+	if err := os.Remove(s.releasePath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete release %s: %w", id, err)
+	}
+	if err := os.RemoveAll(filepath.Dir(s.artifactsDir(id))); err != nil {
+		return fmt.Errorf("delete the artifacts of release %s: %w", id, err)
+	}
+	return nil
+}

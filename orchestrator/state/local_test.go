@@ -55,6 +55,39 @@ func sortedByPath(artifacts []templates.Artifact) []templates.Artifact {
 func testStoreContract(t *testing.T, newStore func(t *testing.T) Store) {
 	ctx := context.Background()
 
+	t.Run("DeleteRemovesTheRecordAndItsArtifactsOnly", func(t *testing.T) {
+		store := newStore(t)
+		gone := sampleRelease("20261123T190100Z-aaaaaa", t0, false)
+		kept := sampleRelease("20261123T190200Z-bbbbbb", t0.Add(time.Minute), true)
+		for _, r := range []Release{gone, kept} {
+			if err := store.Save(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.SaveArtifacts(ctx, r.ID, sampleArtifacts()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := store.Delete(ctx, gone.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Delete(ctx, gone.ID); err != nil {
+			t.Errorf("deleting a missing release: %v", err)
+		}
+		if _, err := store.Get(ctx, gone.ID); !errors.Is(err, ErrReleaseNotFound) {
+			t.Errorf("Get after Delete: %v", err)
+		}
+		if _, err := store.LoadArtifacts(ctx, gone.ID); !errors.Is(err, ErrNoArtifacts) {
+			t.Errorf("LoadArtifacts after Delete: %v", err)
+		}
+		releases, err := store.List(ctx)
+		if err != nil || len(releases) != 1 || releases[0].ID != kept.ID {
+			t.Errorf("after Delete: %v, %v; want only %s", releases, err, kept.ID)
+		}
+		if artifacts, err := store.LoadArtifacts(ctx, kept.ID); err != nil || len(artifacts) == 0 {
+			t.Errorf("the kept release's artifacts: %v, %v", artifacts, err)
+		}
+	})
+
 	t.Run("ListIsOldestFirstAndGetReturnsWhatWasSaved", func(t *testing.T) {
 		store := newStore(t)
 		newest := sampleRelease("20261123T190500Z-cccccc", t0.Add(5*time.Minute), false)

@@ -238,3 +238,21 @@ func (s *PostgresStore) LoadArtifacts(ctx context.Context, id string) ([]templat
 	}
 	return artifacts, nil
 }
+
+// Delete implements Store, in one transaction.
+func (s *PostgresStore) Delete(ctx context.Context, id string) error {
+	err := s.with(ctx, func(conn *pgx.Conn) error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			for _, table := range []string{"obcd_release_artifacts", "obcd_releases"} {
+				if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE environment = $1::text AND id = $2::text`, s.environment, id); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("delete release %s: %w", id, err)
+	}
+	return nil
+}

@@ -28,6 +28,9 @@ type Store interface {
 	SaveArtifacts(ctx context.Context, id string, artifacts []templates.Artifact) error
 	// LoadArtifacts returns what SaveArtifacts kept; none is ErrNoArtifacts.
 	LoadArtifacts(ctx context.Context, id string) ([]templates.Artifact, error)
+	// Delete removes a release and its artifacts (obcd prune); a missing
+	// one is not an error.
+	Delete(ctx context.Context, id string) error
 }
 
 // Errors of a Store.
