@@ -8,8 +8,9 @@ package main
 // One test, in order, because each step starts from the last one's state:
 // secrets and the strict gate, a first deploy, verify, an upgrade under
 // load, the backup that upgrade took restored for real, a broken release
-// rolled back by itself under load, a manual rollback to the first
-// release, and the history of all of it.
+// rolled back by itself under load, a release that dies after the switch
+// rolled back by the watch window, a plain rollback to the release before
+// the live one, and the history of all of it.
 
 import (
 	"bufio"
@@ -141,14 +142,52 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	e.expectServing("1.1.0")
 	e.verifyGreen()
 
-	t.Log("7. rollback --to the first release")
-	rb := e.mustRun(0, "rollback", "staging", "--to", first)
+	t.Log("6b. a release that passes its probes and dies 30 s after start, under load: the watch window rolls it back")
+	dies := e.buildDyingRelease("1.1.0", "9.9.8-dies", 30*time.Second)
+	load = startLoad(t, e2eLoadURL)
+	dying := e.run("deploy", "staging", "--yes", "--watch", "90s", "--var", "app_version="+dies)
+	dyingLoad := load.stop()
+	t.Logf("load during the dying release and its rollback: %s", dyingLoad)
+	if dying.code != ExitRolledBack || !strings.Contains(dying.stderr, "into the watch window") || !strings.Contains(dying.stderr, "Rolled back to release "+second) {
+		t.Fatalf("deploy of a release that dies after the switch exited %d, want %d, rolled back from the watch window to %s\nstdout:\n%s\nstderr:\n%s",
+			dying.code, ExitRolledBack, second, dying.stdout, dying.stderr)
+	}
+	e.expectServing("1.1.0")
+
+	t.Log("7. a plain rollback goes to the release before the live one: the first")
+	rb := e.mustRun(0, "rollback", "staging")
 	t.Logf("rollback: %s", strings.TrimSpace(rb.stdout))
+	if !strings.Contains(rb.stdout, "Rolled back to release "+first) {
+		t.Errorf("a plain rollback did not go to the release before the live one (%s):\n%s", first, rb.stdout)
+	}
 	e.expectServing("1.0.0")
 	e.verifyGreen()
 
 	t.Log("8. history shows all of it")
 	e.checkHistory(first, second)
+}
+
+// buildDyingRelease builds obcms/app:<version> FROM obcms/app:<from>
+// with a wrapper entrypoint that stops the container's main process
+// after after: a release that passes its probes, then fails. The image is
+// removed when the test ends.
+func (e *e2eEnv) buildDyingRelease(from, version string, after time.Duration) string {
+	e.t.Helper()
+	dir := e.t.TempDir()
+	wrapper := fmt.Sprintf("#!/bin/sh\n# A release that serves, then dies %s after start.\n(sleep %d; kill -TERM 1) &\nexec /usr/local/bin/entrypoint.sh \"$@\"\n", after, int(after.Seconds()))
+	dockerfile := "FROM obcms/app:" + from + "\nCOPY dies.sh /usr/local/bin/dies.sh\nENV APP_VERSION=" + version + "\n" +
+		"ENTRYPOINT [\"/usr/local/bin/dies.sh\"]\nCMD [\"gunicorn\", \"--bind\", \"0.0.0.0:8000\", \"obc_management.wsgi:application\"]\n"
+	for name, content := range map[string]string{"dies.sh": wrapper, "Dockerfile": dockerfile} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	tag := "obcms/app:" + version
+	if out, err := exec.Command("docker", "build", "-q", "-t", tag, dir).CombinedOutput(); err != nil {
+		e.t.Fatalf("build %s: %v\n%s", tag, err, out)
+	}
+	e.t.Cleanup(func() { _ = exec.Command("docker", "image", "rm", "-f", tag).Run() })
+	return version
 }
 
 func (e *e2eEnv) run(args ...string) result {
