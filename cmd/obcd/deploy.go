@@ -85,7 +85,7 @@ func runDeploy(opts *deployOptions, env string) error {
 	if err != nil {
 		return err
 	}
-	environment, d, err := opts.openDeployer(env, inputs, opts.eventPrinter(opts.json))
+	environment, d, err := opts.openDeployerWith(env, inputs, opts.eventPrinter(opts.json))
 	if err != nil {
 		return err
 	}

@@ -32,11 +32,7 @@ func newDownCommand(global *globalOptions) *cobra.Command {
 }
 
 func runDown(opts *downOptions, env string) error {
-	inputs, err := opts.inputs()
-	if err != nil {
-		return err
-	}
-	environment, d, err := opts.openDeployer(env, inputs, nil)
+	environment, d, err := opts.openDeployer(env, nil)
 	if err != nil {
 		return err
 	}

@@ -105,9 +105,19 @@ func (e *environment) deployer(ctx context.Context, events func(orchestrator.Eve
 	}, nil
 }
 
-// openDeployer opens env with inputs and wires its deployer; close the
-// environment when the command ends.
-func (o *globalOptions) openDeployer(env string, inputs stackInputs, events func(orchestrator.Event)) (*environment, *orchestrator.Deployer, error) {
+// openDeployer opens env with the command line's inputs and wires its
+// deployer; close the environment when the command ends.
+func (o *globalOptions) openDeployer(env string, events func(orchestrator.Event)) (*environment, *orchestrator.Deployer, error) {
+	inputs, err := o.inputs()
+	if err != nil {
+		return nil, nil, err
+	}
+	return o.openDeployerWith(env, inputs, events)
+}
+
+// openDeployerWith is openDeployer with given inputs (deploy --image,
+// a saved plan's).
+func (o *globalOptions) openDeployerWith(env string, inputs stackInputs, events func(orchestrator.Event)) (*environment, *orchestrator.Deployer, error) {
 	environment, err := o.openEnvironment(env, inputs)
 	if err != nil {
 		return nil, nil, err

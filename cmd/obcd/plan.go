@@ -39,7 +39,7 @@ func runPlan(opts *planOptions, env string) error {
 	if err != nil {
 		return err
 	}
-	environment, d, err := opts.openDeployer(env, inputs, nil)
+	environment, d, err := opts.openDeployerWith(env, inputs, nil)
 	if err != nil {
 		return err
 	}

@@ -43,11 +43,7 @@ func newPruneCommand(global *globalOptions) *cobra.Command {
 }
 
 func runPrune(opts *pruneOptions, env string) error {
-	inputs, err := opts.inputs()
-	if err != nil {
-		return err
-	}
-	environment, d, err := opts.openDeployer(env, inputs, opts.eventPrinter(false))
+	environment, d, err := opts.openDeployer(env, opts.eventPrinter(false))
 	if err != nil {
 		return err
 	}

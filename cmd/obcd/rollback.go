@@ -26,17 +26,13 @@ func newRollbackCommand(global *globalOptions) *cobra.Command {
 		Args:    exactEnv,
 		RunE:    func(_ *cobra.Command, args []string) error { return runRollback(opts, args[0]) },
 	}
-	cmd.Flags().StringVar(&opts.to, "to", "", "release id to return to (default: the last stable release)")
+	cmd.Flags().StringVar(&opts.to, "to", "", "release id to return to (default: the previous good release)")
 	cmd.Flags().DurationVar(&opts.lockWait, "lock-wait", 0, "wait this long for the lock")
 	return cmd
 }
 
 func runRollback(opts *rollbackOptions, env string) error {
-	inputs, err := opts.inputs()
-	if err != nil {
-		return err
-	}
-	environment, d, err := opts.openDeployer(env, inputs, opts.eventPrinter(false))
+	environment, d, err := opts.openDeployer(env, opts.eventPrinter(false))
 	if err != nil {
 		return err
 	}
@@ -51,10 +47,13 @@ func runRollback(opts *rollbackOptions, env string) error {
 	return nil
 }
 
-const rollbackLong = `Rollback converges the environment to a recorded release (the last stable one
-by default): its images, rendered config and env. It takes the lock, shows
-the plan it applies, rolls web start-first and runs the probes. The
-rollback is a release of its own in history, and becomes the stable one.
+const rollbackLong = `Rollback converges the environment to a recorded release: by default the
+previous good release (the newest before the live one that succeeded and
+runs something else), or --to any recorded release. It runs that
+release's recorded image IDs, rendered config and env; a return to what is
+live already is refused. It takes the lock, shows the plan it applies,
+rolls web start-first and runs the probes. The rollback is a release of
+its own in history, and becomes the stable one.
 
 Exit codes: 0 rolled back and verified; 1 failed; 64 usage error.`
 
