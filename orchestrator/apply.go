@@ -83,6 +83,9 @@ func (x *executor) run(ctx context.Context) (bool, error) {
 	if err := x.d.checkLock(); err != nil {
 		return true, err
 	}
+	if err := x.recordMigrations(ctx); err != nil {
+		x.d.emit("schema", "", "", "the applied migrations were not recorded, so a rollback to this release cannot check the schema: %v", err)
+	}
 	return true, x.tagStable(ctx)
 }
 

@@ -25,7 +25,7 @@ func (d *Deployer) rollbackAfter(ctx context.Context, result DeployResult, rel, 
 	d.held = nil
 	defer func() { d.held = held }()
 	rel.RolledBackTo = stable.ID
-	_, _, err := d.restore(rctx, stable, false)
+	_, _, err := d.restore(rctx, stable)
 	if err != nil {
 		rel.Outcome = state.OutcomeRollbackFailed
 		rel.Message = fmt.Sprintf("%s; the rollback to %s failed too: %s", firstLine(cause.Error()), stable.ID, firstLine(err.Error()))
@@ -63,6 +63,9 @@ func (d *Deployer) afterFailedRollback(ctx context.Context, stable state.Release
 type RollbackOptions struct {
 	To       string // release ID to return to; "" is the previous good release
 	LockWait time.Duration
+	// AllowNewerSchema rolls back even when the database has applied
+	// migrations the target release never had.
+	AllowNewerSchema bool
 }
 
 // Rollback returns the environment, under the lock, to a recorded
@@ -79,7 +82,7 @@ func (d *Deployer) Rollback(ctx context.Context, opts RollbackOptions) (DeployRe
 		if err != nil {
 			return err
 		}
-		result, err = d.rollbackTo(ctx, to)
+		result, err = d.rollbackTo(ctx, to, opts.AllowNewerSchema)
 		d.emitOutcome(result.Release, err)
 		return err
 	})
@@ -111,31 +114,36 @@ func (d *Deployer) rollbackTarget(ctx context.Context, id string) (state.Release
 	return to, err
 }
 
-func (d *Deployer) rollbackTo(ctx context.Context, to state.Release) (DeployResult, error) {
+func (d *Deployer) rollbackTo(ctx context.Context, to state.Release, allowNewerSchema bool) (DeployResult, error) {
 	artifacts, err := d.Store.LoadArtifacts(ctx, to.ID)
 	if err != nil {
 		return DeployResult{Release: to}, err
 	}
 	rec := rollbackRecord(to)
+	// The record holds to's files, so restoring it restores to, and the
+	// containers it creates belong to the rollback.
+	planned, err := d.planFor(ctx, rec, artifacts)
+	if err != nil {
+		return DeployResult{Release: rec}, err
+	}
+	if !allowNewerSchema {
+		if err := d.checkSchema(ctx, planned, to.Migrations); err != nil {
+			return DeployResult{Release: rec, Plan: planned.Plan}, err
+		}
+	}
 	if err := d.Store.SaveArtifacts(ctx, rec.ID, artifacts); err != nil {
 		return DeployResult{Release: rec}, err
 	}
 	if err := d.Store.Save(ctx, rec); err != nil {
 		return DeployResult{Release: rec}, err
 	}
-	// The record holds to's files, so restoring it restores to, and the
-	// containers it creates belong to the rollback.
-	planned, results, err := d.restore(ctx, rec, true)
-	rec.Probes, rec.Finished = results, time.Now().UTC()
-	result := DeployResult{Release: rec, Failed: probe.Failures(results)}
-	if planned != nil {
-		result.Plan = planned.Plan
-	}
+	results, err := d.restorePlanned(ctx, planned, true)
+	rec.Probes, rec.Finished, rec.Migrations = results, time.Now().UTC(), planned.Release.Migrations
+	result := DeployResult{Release: rec, Failed: probe.Failures(results), Plan: planned.Plan}
 	if err != nil {
 		rec.Outcome, rec.Message = state.OutcomeFailed, err.Error()
-		_ = d.Store.Save(context.WithoutCancel(ctx), rec)
 		result.Release = rec
-		return result, err
+		return result, errors.Join(err, d.Store.Save(context.WithoutCancel(ctx), rec))
 	}
 	rec.Outcome, rec.Stable = state.OutcomeSucceeded, true
 	if err := d.Store.Save(ctx, rec); err != nil {
@@ -146,10 +154,9 @@ func (d *Deployer) rollbackTo(ctx context.Context, to state.Release) (DeployResu
 }
 
 // restore plans a return to a release's saved files and recorded images,
-// applies that plan and runs the probes. A release that becomes stable by
-// it (a manual rollback's record) gets its stable tags once proven; the
-// automatic return to the stable release keeps the tags it has.
-func (d *Deployer) restore(ctx context.Context, to state.Release, becomesStable bool) (*Planned, []probe.Result, error) {
+// applies that plan and runs the probes: the automatic return to the
+// stable release, which keeps the tags it has.
+func (d *Deployer) restore(ctx context.Context, to state.Release) (*Planned, []probe.Result, error) {
 	artifacts, err := d.Store.LoadArtifacts(ctx, to.ID)
 	if err != nil {
 		return nil, nil, err
@@ -158,22 +165,34 @@ func (d *Deployer) restore(ctx context.Context, to state.Release, becomesStable 
 	if err != nil {
 		return nil, nil, err
 	}
+	results, err := d.restorePlanned(ctx, planned, false)
+	return planned, results, err
+}
+
+// restorePlanned applies a planned return to a recorded release and runs
+// the probes. A release that becomes stable by it (a manual rollback's
+// record) gets its stable tags, and its applied migrations recorded, once
+// proven.
+func (d *Deployer) restorePlanned(ctx context.Context, planned *Planned, becomesStable bool) ([]probe.Result, error) {
 	if !becomesStable {
 		planned.Plan.Tags = nil
 	}
 	if len(planned.Plan.Images) > 0 {
 		image := planned.Plan.Images[0]
-		return planned, nil, errors.Join(fmt.Errorf("image %s (%s) of release %s is no longer on the engine; load it, or roll back to another release",
-			image.Image, strings.Join(image.Services, ", "), to.ID), ErrImages)
+		return nil, errors.Join(fmt.Errorf("image %s (%s) of release %s is no longer on the engine; load it, or roll back to another release",
+			image.Image, strings.Join(image.Services, ", "), cmp.Or(planned.Release.RollbackOf, planned.Release.ID)), ErrImages)
 	}
 	d.emitPlan(planned.Plan)
 	x := d.executor(planned)
 	if _, err := x.converge(ctx); err != nil {
-		return planned, nil, err
+		return nil, err
 	}
 	results, err := d.verify(ctx)
-	if err == nil {
-		err = x.tagStable(ctx)
+	if err != nil || !becomesStable {
+		return results, err
 	}
-	return planned, results, err
+	if err := x.recordMigrations(ctx); err != nil {
+		d.emit("schema", "", "", "the applied migrations were not recorded: %v", err)
+	}
+	return results, x.tagStable(ctx)
 }

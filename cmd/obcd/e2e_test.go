@@ -142,7 +142,7 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	e.expectServing("1.1.0")
 	e.verifyGreen()
 
-	t.Log("6b. a release that passes its probes and dies 30 s after start, under load: the watch window rolls it back")
+	t.Log("7. a release that passes its probes and dies 30 s after start, under load: the watch window rolls it back")
 	dies := e.buildDyingRelease("1.1.0", "9.9.8-dies", 30*time.Second)
 	load = startLoad(t, e2eLoadURL)
 	dying := e.run("deploy", "staging", "--yes", "--watch", "90s", "--var", "app_version="+dies)
@@ -154,7 +154,7 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	}
 	e.expectServing("1.1.0")
 
-	t.Log("7. a plain rollback goes to the release before the live one: the first")
+	t.Log("8. a plain rollback goes to the release before the live one: the first")
 	rb := e.mustRun(0, "rollback", "staging")
 	t.Logf("rollback: %s", strings.TrimSpace(rb.stdout))
 	if !strings.Contains(rb.stdout, "Rolled back to release "+first) {
@@ -163,21 +163,61 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	e.expectServing("1.0.0")
 	e.verifyGreen()
 
-	t.Log("8. history shows all of it")
+	t.Log("9. a release that adds a migration, then rollback --to the first: refused, then allowed")
+	leaders := e.buildVariant("1.1.0", "1.2.0-leaders", map[string]string{"0002_leaders.py": leadersMigration},
+		"COPY 0002_leaders.py /app/communities/migrations/0002_leaders.py")
+	// Retention would prune the first release by now (keep 5): keep it.
+	e.deployOK(leaders, "--keep", "10")
+	refused := e.run("rollback", "staging", "--to", first)
+	if refused.code != ExitFailure || !strings.Contains(refused.stderr, "communities.0002_leaders") ||
+		!strings.Contains(refused.stderr, "manage.py migrate communities 0001_initial") {
+		t.Fatalf("rollback --to %s over a newer schema exited %d, want 1 listing communities.0002_leaders and how to reverse it\n%s%s",
+			first, refused.code, refused.stdout, refused.stderr)
+	}
+	e.expectServing(leaders)
+	e.mustRun(0, "rollback", "staging", "--to", first, "--allow-newer-schema")
+	e.expectServing("1.0.0")
+	e.verifyGreen()
+
+	t.Log("10. history shows all of it")
 	e.checkHistory(first, second)
 }
 
 // buildDyingRelease builds obcms/app:<version> FROM obcms/app:<from>
 // with a wrapper entrypoint that stops the container's main process
-// after after: a release that passes its probes, then fails. The image is
-// removed when the test ends.
+// after after: a release that passes its probes, then fails.
 func (e *e2eEnv) buildDyingRelease(from, version string, after time.Duration) string {
+	wrapper := fmt.Sprintf("#!/bin/sh\n# A release that serves, then dies %s after start.\n(sleep %d; kill -TERM 1) &\nexec /usr/local/bin/entrypoint.sh \"$@\"\n", after, int(after.Seconds()))
+	return e.buildVariant(from, version, map[string]string{"dies.sh": wrapper}, "COPY dies.sh /usr/local/bin/dies.sh",
+		`ENTRYPOINT ["/usr/local/bin/dies.sh"]`, `CMD ["gunicorn", "--bind", "0.0.0.0:8000", "obc_management.wsgi:application"]`)
+}
+
+// leadersMigration adds a table the earlier releases never had.
+const leadersMigration = `from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("communities", "0001_initial")]
+
+    operations = [
+        migrations.CreateModel(
+            name="Leader",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+            ],
+        ),
+    ]
+`
+
+// buildVariant builds obcms/app:<version> FROM obcms/app:<from> with
+// files and Dockerfile lines of its own; the image is removed when the
+// test ends.
+func (e *e2eEnv) buildVariant(from, version string, files map[string]string, lines ...string) string {
 	e.t.Helper()
 	dir := e.t.TempDir()
-	wrapper := fmt.Sprintf("#!/bin/sh\n# A release that serves, then dies %s after start.\n(sleep %d; kill -TERM 1) &\nexec /usr/local/bin/entrypoint.sh \"$@\"\n", after, int(after.Seconds()))
-	dockerfile := "FROM obcms/app:" + from + "\nCOPY dies.sh /usr/local/bin/dies.sh\nENV APP_VERSION=" + version + "\n" +
-		"ENTRYPOINT [\"/usr/local/bin/dies.sh\"]\nCMD [\"gunicorn\", \"--bind\", \"0.0.0.0:8000\", \"obc_management.wsgi:application\"]\n"
-	for name, content := range map[string]string{"dies.sh": wrapper, "Dockerfile": dockerfile} {
+	files["Dockerfile"] = "FROM obcms/app:" + from + "\nENV APP_VERSION=" + version + "\n" + strings.Join(lines, "\n") + "\n"
+	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
 			e.t.Fatal(err)
 		}
@@ -208,10 +248,10 @@ func (e *e2eEnv) mustRun(code int, args ...string) result {
 var deployedRE = regexp.MustCompile(`Deployed release (\S+) \(([^)]+)\)`)
 
 // deployOK deploys version and returns the release ID.
-func (e *e2eEnv) deployOK(version string) string {
+func (e *e2eEnv) deployOK(version string, flags ...string) string {
 	e.t.Helper()
 	started := time.Now()
-	r := e.mustRun(0, "deploy", "staging", "--yes", "--var", "app_version="+version)
+	r := e.mustRun(0, append([]string{"deploy", "staging", "--yes", "--var", "app_version=" + version}, flags...)...)
 	m := deployedRE.FindStringSubmatch(r.stdout)
 	if m == nil || m[2] != version {
 		e.t.Fatalf("deploy %s: no %q line in stdout:\n%s", version, "Deployed release ... ("+version+")", r.stdout)

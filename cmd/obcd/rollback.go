@@ -12,8 +12,9 @@ import (
 
 type rollbackOptions struct {
 	*globalOptions
-	to       string
-	lockWait time.Duration
+	to               string
+	lockWait         time.Duration
+	allowNewerSchema bool
 }
 
 func newRollbackCommand(global *globalOptions) *cobra.Command {
@@ -28,6 +29,7 @@ func newRollbackCommand(global *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.to, "to", "", "release id to return to (default: the previous good release)")
 	cmd.Flags().DurationVar(&opts.lockWait, "lock-wait", 0, "wait this long for the lock")
+	cmd.Flags().BoolVar(&opts.allowNewerSchema, "allow-newer-schema", false, "roll back even when the database has applied migrations the release never had")
 	return cmd
 }
 
@@ -38,7 +40,7 @@ func runRollback(opts *rollbackOptions, env string) error {
 	}
 	defer environment.close()
 	ctx := context.Background()
-	result, err := d.Rollback(ctx, orchestrator.RollbackOptions{To: opts.to, LockWait: opts.lockWait})
+	result, err := d.Rollback(ctx, orchestrator.RollbackOptions{To: opts.to, LockWait: opts.lockWait, AllowNewerSchema: opts.allowNewerSchema})
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
@@ -51,9 +53,17 @@ const rollbackLong = `Rollback converges the environment to a recorded release: 
 previous good release (the newest before the live one that succeeded and
 runs something else), or --to any recorded release. It runs that
 release's recorded image IDs, rendered config and env; a return to what is
-live already is refused. It takes the lock, shows the plan it applies,
-rolls web start-first and runs the probes. The rollback is a release of
-its own in history, and becomes the stable one.
+live already is refused.
+
+Each release records the Django migrations the database had applied when
+it became stable (django_migrations). A rollback to a release that never
+had a migration the database holds now is refused: the message lists them
+and the manage.py migrate commands that would reverse them. obcd never
+reverses a migration itself; --allow-newer-schema rolls back anyway.
+
+It takes the lock, shows the plan it applies, rolls web start-first and
+runs the probes. The rollback is a release of its own in history, and
+becomes the stable one.
 
 Exit codes: 0 rolled back and verified; 1 failed; 64 usage error.`
 

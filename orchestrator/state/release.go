@@ -56,6 +56,10 @@ type Release struct {
 	// rollback is a release of its own, with that release's images and
 	// config, so history says who rolled back, when, and to what.
 	RollbackOf string `json:"rollback_of,omitempty"`
+	// Migrations are the Django migrations (app.name) the database had
+	// applied when the release became stable, from django_migrations; nil
+	// when they could not be read (a stack without manage.py).
+	Migrations []string `json:"migrations,omitempty"`
 }
 
 // releaseIDLayout is the time part of a release ID: UTC, to the second,
