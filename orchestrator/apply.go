@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path"
 	"sync"
 	"time"
 
@@ -36,6 +37,9 @@ type ContainerEngine interface {
 	WatchFailures(ctx context.Context, project string, since time.Time) (<-chan engine.Failure, <-chan error)
 	RemoveImage(ctx context.Context, id string) (bool, error)
 	Untag(ctx context.Context, ref string) (bool, error)
+	ReadFileDigests(ctx context.Context, containerID string, paths []string) (map[string]string, error)
+	ReloadFile(ctx context.Context, containerID string, f engine.FileSpec, user string) error
+	ApplyFile(ctx context.Context, containerID string, f engine.FileSpec) error
 }
 
 var _ ContainerEngine = (*engine.Engine)(nil)
@@ -163,7 +167,9 @@ func (x *executor) converge(ctx context.Context) (bool, error) {
 			return true, err
 		}
 	}
-	return len(waves) > 0, nil
+	// Proving containers that run unproven is a change of its own: if
+	// they fail, the stable release comes back.
+	return len(waves) > 0 || x.planned.Plan.Unproven != nil, nil
 }
 
 func (x *executor) ensureNetworkAndVolumes(ctx context.Context) error {
@@ -211,6 +217,8 @@ func (x *executor) step(ctx context.Context, a Action) error {
 		return err
 	case ActionRemove:
 		return x.retire(ctx, a.Service, ContainerRef{ID: a.ID, Name: a.Container, Number: a.Number})
+	case ActionReload:
+		return x.reload(ctx, a, spec)
 	case ActionRecreate:
 		if err := x.retire(ctx, a.Service, *a.Replaces); err != nil {
 			return err
@@ -315,6 +323,11 @@ func (x *executor) startHealthy(ctx context.Context, spec engine.ServiceSpec, a 
 		x.dispose(ctx, c)
 		return c, errors.Join(err, ErrConverge)
 	}
+	if err := x.applyFiles(ctx, spec, a, c); err != nil {
+		x.d.emit("converge", spec.Name, c.Name, "removing it: %v", firstLine(err.Error()))
+		x.dispose(ctx, c)
+		return c, errors.Join(err, ErrConverge)
+	}
 	if spec.StartFirst {
 		if err := x.d.Engine.Publish(ctx, c.ID, spec); err != nil {
 			x.dispose(ctx, c)
@@ -323,6 +336,51 @@ func (x *executor) startHealthy(ctx context.Context, spec engine.ServiceSpec, a 
 	}
 	x.d.emit("converge", spec.Name, c.Name, "healthy, in rotation")
 	return c, nil
+}
+
+// reload gives a running container the new versions of the step's files
+// in place, one by one, in the plan's order.
+func (x *executor) reload(ctx context.Context, a Action, spec engine.ServiceSpec) error {
+	for _, target := range a.Files {
+		f, ok := fileOf(spec, target)
+		if !ok {
+			return errors.Join(fmt.Errorf("%s: the plan reloads %s, which service %s does not have", a.Container, target, a.Service), ErrConverge)
+		}
+		if err := x.d.checkLock(); err != nil {
+			return err
+		}
+		if err := x.d.Engine.ReloadFile(ctx, a.ID, f, spec.User); err != nil {
+			return errors.Join(fmt.Errorf("%s: %w", a.Container, err), ErrConverge)
+		}
+		x.d.emit("converge", a.Service, a.Container, "%s reloaded in place", path.Base(target))
+	}
+	return nil
+}
+
+// applyFiles applies the step's files in a new container once it is
+// healthy (the roles, on a database that may predate them).
+func (x *executor) applyFiles(ctx context.Context, spec engine.ServiceSpec, a Action, c engine.Container) error {
+	for _, target := range a.Files {
+		f, ok := fileOf(spec, target)
+		if !ok {
+			return fmt.Errorf("the plan applies %s, which service %s does not have", target, a.Service)
+		}
+		if err := x.d.Engine.ApplyFile(ctx, c.ID, f); err != nil {
+			return err
+		}
+		x.d.emit("converge", spec.Name, c.Name, "%s applied", path.Base(target))
+	}
+	return nil
+}
+
+// fileOf is the file of spec at target.
+func fileOf(spec engine.ServiceSpec, target string) (engine.FileSpec, bool) {
+	for _, f := range spec.Files {
+		if f.Target == target {
+			return f, true
+		}
+	}
+	return engine.FileSpec{}, false
 }
 
 // retire stops and removes a container the plan names, by its ID.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,6 +38,7 @@ type memEngine struct {
 	oneOffs   []string // names of the one-offs run
 	failures  chan engine.Failure
 	applied   []string // what django_migrations holds, for stacks with manage.py
+	reloadErr error    // what ReloadFile returns
 }
 
 func newMemEngine() *memEngine {
@@ -81,9 +84,49 @@ func (m *memEngine) Create(_ context.Context, spec engine.ServiceSpec, name stri
 	m.nextID++
 	c := &engine.Container{ID: fmt.Sprintf("c%d", m.nextID), Name: name, Service: spec.Name,
 		Number: number, Hash: spec.Hash(), Image: spec.Image, State: "created", Release: release}
+	for _, f := range spec.ReloadedFiles() {
+		if c.Files == nil {
+			c.Files = map[string]string{}
+		}
+		c.Files[f.Target] = engine.FileDigest(f.Data)
+	}
 	m.byID[c.ID] = c
 	m.record("create %s (%s)", c.Name, spec.Image)
 	return *c, nil
+}
+
+func (m *memEngine) ReadFileDigests(_ context.Context, id string, paths []string) (map[string]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	digests := map[string]string{}
+	for _, p := range paths {
+		digests[p] = m.byID[id].Files[p]
+	}
+	return digests, nil
+}
+
+func (m *memEngine) ReloadFile(_ context.Context, id string, f engine.FileSpec, _ string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.byID[id]
+	if m.reloadErr != nil {
+		m.record("reload %s %s failed", c.Name, path.Base(f.Target))
+		return m.reloadErr
+	}
+	c.Files = maps.Clone(c.Files)
+	if c.Files == nil {
+		c.Files = map[string]string{}
+	}
+	c.Files[f.Target] = engine.FileDigest(f.Data)
+	m.record("reload %s %s", c.Name, path.Base(f.Target))
+	return nil
+}
+
+func (m *memEngine) ApplyFile(_ context.Context, id string, f engine.FileSpec) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("apply %s %s", m.byID[id].Name, path.Base(f.Target))
+	return nil
 }
 
 func (m *memEngine) Start(_ context.Context, id string) error {

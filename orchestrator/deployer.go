@@ -104,10 +104,7 @@ func (d *Deployer) emitEvent(e Event) {
 
 // emitPlan announces the plan about to run.
 func (d *Deployer) emitPlan(plan Plan) {
-	message := fmt.Sprintf("%d to create, %d to recreate, %d to remove, %d to run, %d unchanged",
-		plan.Count(ActionCreate), plan.Count(ActionRecreate), plan.Count(ActionRemove),
-		plan.Count(ActionRun)+plan.Count(ActionBackup), plan.Count(ActionKeep))
-	d.emitEvent(Event{Phase: "plan", Message: message, Plan: &plan})
+	d.emitEvent(Event{Phase: "plan", Message: plan.Summary(), Plan: &plan})
 }
 
 func (d *Deployer) defaults() {
@@ -223,7 +220,7 @@ func (d *Deployer) deployLocked(ctx context.Context, opts DeployOptions) (Deploy
 		return DeployResult{}, err
 	}
 	result := DeployResult{Plan: planned.Plan, Release: planned.Release}
-	if !planned.Plan.Changes() {
+	if !planned.Plan.HasWork() {
 		d.emit("plan", "", "", "nothing to change")
 		return result, nil
 	}

@@ -52,7 +52,7 @@ func DesiredState(ctx context.Context, stack *stackhcl.Stack, artifacts []templa
 	}
 	var specs []engine.ServiceSpec
 	for _, svc := range project.Services {
-		spec, err := serviceSpec(project, svc, artifacts)
+		spec, err := serviceSpec(stack, project, svc, artifacts)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", svc.Name, err)
 		}
@@ -61,7 +61,7 @@ func DesiredState(ctx context.Context, stack *stackhcl.Stack, artifacts []templa
 	return DependencyOrder(specs)
 }
 
-func serviceSpec(project *types.Project, svc types.ServiceConfig, artifacts []templates.Artifact) (engine.ServiceSpec, error) {
+func serviceSpec(stack *stackhcl.Stack, project *types.Project, svc types.ServiceConfig, artifacts []templates.Artifact) (engine.ServiceSpec, error) {
 	spec := engine.ServiceSpec{
 		Project: project.Name, Name: svc.Name, Image: svc.Image, Replicas: 1,
 		Command: svc.Command, Entrypoint: svc.Entrypoint, User: svc.User,
@@ -78,7 +78,7 @@ func serviceSpec(project *types.Project, svc types.ServiceConfig, artifacts []te
 	if svc.StopGracePeriod != nil {
 		spec.StopGrace = time.Duration(*svc.StopGracePeriod)
 	}
-	files, err := fileSpecs(project, svc, artifacts)
+	files, err := fileSpecs(stack, project, svc, artifacts)
 	spec.Files = files
 	return spec, err
 }
@@ -132,15 +132,16 @@ func healthSpec(hc *types.HealthCheckConfig) *engine.HealthSpec {
 }
 
 // fileSpecs are the service's config and secret files, read from the
-// render with the modes they were rendered with.
-func fileSpecs(project *types.Project, svc types.ServiceConfig, artifacts []templates.Artifact) ([]engine.FileSpec, error) {
+// render with the modes they were rendered with, and with how each one
+// reloads in place, if it does.
+func fileSpecs(stack *stackhcl.Stack, project *types.Project, svc types.ServiceConfig, artifacts []templates.Artifact) ([]engine.FileSpec, error) {
 	modes := map[string]os.FileMode{}
 	for _, a := range artifacts {
 		modes[a.Path] = a.Mode
 	}
 	var files []engine.FileSpec
 	for _, c := range svc.Configs {
-		f, err := fileSpec(project.WorkingDir, project.Configs[c.Source].File, c.Target, modes)
+		f, err := fileSpec(stack, project.WorkingDir, project.Configs[c.Source].File, c.Target, modes)
 		if err != nil {
 			return files, err
 		}
@@ -148,7 +149,7 @@ func fileSpecs(project *types.Project, svc types.ServiceConfig, artifacts []temp
 	}
 	for _, s := range svc.Secrets {
 		target := cmp.Or(s.Target, "/run/secrets/"+s.Source)
-		f, err := fileSpec(project.WorkingDir, project.Secrets[s.Source].File, target, modes)
+		f, err := fileSpec(stack, project.WorkingDir, project.Secrets[s.Source].File, target, modes)
 		if err != nil {
 			return files, err
 		}
@@ -158,7 +159,7 @@ func fileSpecs(project *types.Project, svc types.ServiceConfig, artifacts []temp
 }
 
 // fileSpec reads a rendered file referenced by the compose file.
-func fileSpec(workingDir, file, target string, modes map[string]os.FileMode) (engine.FileSpec, error) {
+func fileSpec(stack *stackhcl.Stack, workingDir, file, target string, modes map[string]os.FileMode) (engine.FileSpec, error) {
 	path := file
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(workingDir, path)
@@ -172,7 +173,11 @@ func fileSpec(workingDir, file, target string, modes map[string]os.FileMode) (en
 	if !ok {
 		mode = 0o644
 	}
-	return engine.FileSpec{Target: target, Mode: mode, Data: data}, nil
+	spec := engine.FileSpec{Target: target, Mode: mode, Data: data}
+	if r := templates.ReloadOf(stack, filepath.ToSlash(rel)); r != nil {
+		spec.Reload = &engine.Reload{Exec: r.Exec, Stage: r.Stage, Signal: r.Signal, How: r.How}
+	}
+	return spec, nil
 }
 
 func dur(d *types.Duration) time.Duration {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strings"
 
@@ -21,6 +22,7 @@ const (
 	ActionKeep     ActionKind = "keep"     // up to date
 	ActionRun      ActionKind = "run"      // a one-off job (migrate) before the app changes
 	ActionBackup   ActionKind = "backup"   // a one-shot pg_dump by the backup job, before migrations
+	ActionReload   ActionKind = "reload"   // a running container takes new versions of files in place
 )
 
 // Action is one step of a plan, with its cause. Every container it names
@@ -46,6 +48,10 @@ type Action struct {
 	// StartFirst: a recreate starts the new container and waits for it to
 	// be healthy and in rotation before the old one leaves.
 	StartFirst bool `json:"start_first,omitempty"`
+	// Files are the container paths a reload gives their new versions,
+	// or, on a create or recreate, the files applied once the new
+	// container is healthy (a database's roles).
+	Files []string `json:"files,omitempty"`
 }
 
 // ContainerRef names an existing container.
@@ -72,7 +78,23 @@ type Plan struct {
 	Network string   `json:"network"`
 	Volumes []string `json:"volumes,omitempty"`
 	Actions []Action `json:"actions"`
+	// Unproven is the release whose containers run but which never ended
+	// proven (a deploy killed after its switch): a deploy proves them with
+	// the probes and the watch window, or returns to the stable release,
+	// even when it has nothing to change.
+	Unproven *UnprovenRelease `json:"unproven,omitempty"`
 }
+
+// UnprovenRelease is a release whose containers run unproven.
+type UnprovenRelease struct {
+	ID         string   `json:"id"`
+	Outcome    string   `json:"outcome"`
+	Containers []string `json:"containers"`
+}
+
+// HasWork reports whether a deploy of the plan does anything: change a
+// container, or prove the ones that run.
+func (p Plan) HasWork() bool { return p.Changes() || p.Unproven != nil }
 
 // ImageAction is an image the engine lacks.
 type ImageAction struct {
@@ -221,6 +243,11 @@ func planService(project string, spec engine.ServiceSpec, containers []engine.Co
 		kept++
 		reason := recreateReason(spec, hash, c)
 		if reason == "" {
+			if files, how := changedReloads(spec, c); len(files) > 0 {
+				out = append(out, Action{Kind: ActionReload, Service: spec.Name, Number: c.Number, Container: c.Name, ID: c.ID,
+					Files: files, Reason: how})
+				continue
+			}
 			out = append(out, Action{Kind: ActionKeep, Service: spec.Name, Number: c.Number, Container: c.Name, ID: c.ID, Reason: "up to date"})
 			continue
 		}
@@ -228,9 +255,10 @@ func planService(project string, spec engine.ServiceSpec, containers []engine.Co
 		if spec.StartFirst {
 			number = newNumber()
 		}
+		files, reason := appliedAfterStart(spec, reason)
 		out = append(out, Action{Kind: ActionRecreate, Service: spec.Name, Number: number,
 			Container: engine.ContainerName(project, spec.Name, number), Replaces: &ContainerRef{ID: c.ID, Name: c.Name, Number: c.Number},
-			Reason: reason, StartFirst: spec.StartFirst})
+			Reason: reason, StartFirst: spec.StartFirst, Files: files})
 	}
 	for ; kept < spec.Replicas; kept++ {
 		reason := "no existing container"
@@ -238,10 +266,43 @@ func planService(project string, spec engine.ServiceSpec, containers []engine.Co
 			reason = fmt.Sprintf("scale up to %d", spec.Replicas)
 		}
 		number := newNumber()
+		files, reason := appliedAfterStart(spec, reason)
 		out = append(out, Action{Kind: ActionCreate, Service: spec.Name, Number: number,
-			Container: engine.ContainerName(project, spec.Name, number), Reason: reason})
+			Container: engine.ContainerName(project, spec.Name, number), Reason: reason, Files: files})
 	}
 	return out
+}
+
+// changedReloads are the files of spec that reload in place and whose
+// version in container c is not the desired one, with how they reload.
+// A container whose files were not read (nil) gets them all: applying
+// a file again is harmless, leaving an old password is not.
+func changedReloads(spec engine.ServiceSpec, c engine.Container) ([]string, string) {
+	var files, hows []string
+	for _, f := range spec.ReloadedFiles() {
+		if digest, read := c.Files[f.Target]; read && digest == engine.FileDigest(f.Data) {
+			continue
+		}
+		files = append(files, f.Target)
+		hows = append(hows, path.Base(f.Target)+" changed: "+f.Reload.How)
+	}
+	return files, strings.Join(hows, "; ")
+}
+
+// appliedAfterStart are the files a new container of spec applies once
+// it is healthy, and the step's reason saying so.
+func appliedAfterStart(spec engine.ServiceSpec, reason string) ([]string, string) {
+	var files, names []string
+	for _, f := range spec.ReloadedFiles() {
+		if len(f.Reload.Exec) > 0 {
+			files = append(files, f.Target)
+			names = append(names, path.Base(f.Target))
+		}
+	}
+	if len(files) == 0 {
+		return nil, reason
+	}
+	return files, reason + "; then applies " + strings.Join(names, ", ")
 }
 
 // recreateReason says why container c no longer matches spec, or "" when

@@ -38,6 +38,10 @@ func (p Plan) String() string {
 	for _, tag := range p.Tags {
 		fmt.Fprintf(&b, "  once proven: tag %s as %s\n", tag.Image, strings.Join(tag.Tags, " and "))
 	}
+	if u := p.Unproven; u != nil {
+		fmt.Fprintf(&b, "  prove: %s run release %s, which ended %s and was never proven; the probes and the watch window prove it, or the stable release comes back\n",
+			strings.Join(u.Containers, ", "), u.ID, u.Outcome)
+	}
 	if p.Count(ActionKeep) > 0 {
 		b.WriteString("  unchanged\n")
 		for _, a := range p.Actions {
@@ -46,9 +50,18 @@ func (p Plan) String() string {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "%d to create, %d to recreate, %d to remove, %d to run, %d unchanged.\n",
-		p.Count(ActionCreate), p.Count(ActionRecreate), p.Count(ActionRemove), p.Count(ActionRun)+p.Count(ActionBackup), p.Count(ActionKeep))
+	b.WriteString(p.Summary() + ".\n")
 	return b.String()
+}
+
+// Summary counts the plan's steps by kind, in one line.
+func (p Plan) Summary() string {
+	reload := ""
+	if n := p.Count(ActionReload); n > 0 {
+		reload = fmt.Sprintf(", %d to reload", n)
+	}
+	return fmt.Sprintf("%d to create, %d to recreate%s, %d to remove, %d to run, %d unchanged",
+		p.Count(ActionCreate), p.Count(ActionRecreate), reload, p.Count(ActionRemove), p.Count(ActionRun)+p.Count(ActionBackup), p.Count(ActionKeep))
 }
 
 // columnWidths are the widths of the kind and container columns, so that

@@ -60,7 +60,43 @@ func (d *Deployer) Plan(ctx context.Context) (*Planned, error) {
 	if hasStable {
 		planned.Stable = &stable
 	}
+	if planned.Plan.Unproven, err = d.unproven(ctx, planned); err != nil {
+		return nil, err
+	}
 	return planned, nil
+}
+
+// unproven finds the containers the plan keeps that belong to the newest
+// release when that release was interrupted: a deploy killed in its
+// probes or its watch window leaves them serving, never proven. Once a
+// deploy has proven them, it is the newest release, so they are proven
+// once.
+func (d *Deployer) unproven(ctx context.Context, planned *Planned) (*UnprovenRelease, error) {
+	releases, err := d.Store.List(ctx)
+	if err != nil || len(releases) == 0 {
+		return nil, err
+	}
+	newest := releases[len(releases)-1]
+	if newest.Outcome != state.OutcomeInterrupted {
+		return nil, nil
+	}
+	kept := map[string]bool{}
+	for _, a := range planned.Plan.Actions {
+		if a.Kind == ActionKeep || a.Kind == ActionReload {
+			kept[a.ID] = true
+		}
+	}
+	var containers []string
+	for _, c := range planned.Observed {
+		if kept[c.ID] && c.Release == newest.ID {
+			containers = append(containers, c.Name)
+		}
+	}
+	if len(containers) == 0 {
+		return nil, nil
+	}
+	slices.Sort(containers)
+	return &UnprovenRelease{ID: newest.ID, Outcome: string(newest.Outcome), Containers: containers}, nil
 }
 
 // stableTags name, for each image repository the release runs, the tags
@@ -119,10 +155,36 @@ func (d *Deployer) planFor(ctx context.Context, rel state.Release, artifacts []t
 	if err != nil {
 		return nil, errors.Join(err, ErrConverge)
 	}
+	if err := d.readReloadedFiles(ctx, desired, observed); err != nil {
+		return nil, errors.Join(err, ErrConverge)
+	}
 	plan := MakePlan(PlanInput{Project: project, Release: rel.ID, Desired: desired, Observed: observed, Backup: d.backupService()})
 	plan.Version, plan.Images, plan.Tags = rel.Version, planImages(desired, d.Stack), stableTags(rel, desired)
 	recordImages(&rel, desired)
 	return &Planned{Plan: plan, Release: rel, Artifacts: artifacts, Desired: desired, Observed: observed}, nil
+}
+
+// readReloadedFiles reads, from each running container, the digests of
+// the files its service takes in place, so the plan reloads exactly the
+// ones whose applied version is not the desired one.
+func (d *Deployer) readReloadedFiles(ctx context.Context, desired []engine.ServiceSpec, observed []engine.Container) error {
+	targets := map[string][]string{}
+	for _, spec := range desired {
+		for _, f := range spec.ReloadedFiles() {
+			targets[spec.Name] = append(targets[spec.Name], f.Target)
+		}
+	}
+	for i, c := range observed {
+		if c.OneOff || c.State != "running" || len(targets[c.Service]) == 0 {
+			continue
+		}
+		digests, err := d.Engine.ReadFileDigests(ctx, c.ID, targets[c.Service])
+		if err != nil {
+			return err
+		}
+		observed[i].Files = digests
+	}
+	return nil
 }
 
 // backupService is the stack's backup job, if it has one.

@@ -50,6 +50,10 @@ type Container struct {
 	Health  string    `json:"health,omitempty"` // healthy, unhealthy, starting, "" without a healthcheck
 	OneOff  bool      `json:"one_off,omitempty"`
 	Created time.Time `json:"created"`
+	// Files are the digests (FileDigest) of the files the container takes
+	// in place (FileSpec.Reload), by path, as read from the container;
+	// nil when they were not read.
+	Files map[string]string `json:"files,omitempty"`
 }
 
 // ErrNameTaken says a container could not be created under the name the

@@ -52,6 +52,46 @@ type engineFake struct {
 	imgBuild   func(buildContext io.Reader, options client.ImageBuildOptions) (client.ImageBuildResult, error)
 	events     func(client.EventsListOptions) client.EventsResult
 	imgRemove  func(ref string) (client.ImageRemoveResult, error)
+	kill       func(containerID, signal string) (client.ContainerKillResult, error)
+	copyFrom   func(containerID, path string) (client.CopyFromContainerResult, error)
+	execCreate func(containerID string, options client.ExecCreateOptions) (client.ExecCreateResult, error)
+	execAttach func(execID string) (client.ExecAttachResult, error)
+	execInsp   func(execID string) (client.ExecInspectResult, error)
+}
+
+func (f *engineFake) ContainerKill(_ context.Context, containerID string, options client.ContainerKillOptions) (client.ContainerKillResult, error) {
+	if err := f.called("ContainerKill", f.kill); err != nil {
+		return client.ContainerKillResult{}, err
+	}
+	return f.kill(containerID, options.Signal)
+}
+
+func (f *engineFake) CopyFromContainer(_ context.Context, containerID string, options client.CopyFromContainerOptions) (client.CopyFromContainerResult, error) {
+	if err := f.called("CopyFromContainer", f.copyFrom); err != nil {
+		return client.CopyFromContainerResult{}, err
+	}
+	return f.copyFrom(containerID, options.SourcePath)
+}
+
+func (f *engineFake) ExecCreate(_ context.Context, containerID string, options client.ExecCreateOptions) (client.ExecCreateResult, error) {
+	if err := f.called("ExecCreate", f.execCreate); err != nil {
+		return client.ExecCreateResult{}, err
+	}
+	return f.execCreate(containerID, options)
+}
+
+func (f *engineFake) ExecAttach(_ context.Context, execID string, _ client.ExecAttachOptions) (client.ExecAttachResult, error) {
+	if err := f.called("ExecAttach", f.execAttach); err != nil {
+		return client.ExecAttachResult{}, err
+	}
+	return f.execAttach(execID)
+}
+
+func (f *engineFake) ExecInspect(_ context.Context, execID string, _ client.ExecInspectOptions) (client.ExecInspectResult, error) {
+	if err := f.called("ExecInspect", f.execInsp); err != nil {
+		return client.ExecInspectResult{}, err
+	}
+	return f.execInsp(execID)
 }
 
 var _ DockerAPI = (*engineFake)(nil)

@@ -67,6 +67,10 @@ type FileSpec struct {
 	Target string      `json:"target"`
 	Mode   os.FileMode `json:"mode"`
 	Data   []byte      `json:"-"`
+	// Reload, when set, lets a running container take a new version of
+	// the file in place: the file is left out of Hash, and the plan
+	// reloads it instead of recreating the container.
+	Reload *Reload `json:"reload,omitempty"`
 }
 
 // HealthSpec is a container healthcheck.
@@ -82,7 +86,8 @@ type HealthSpec struct {
 // recreated. Replicas, start order and dependencies do not: scaling and
 // ordering never replace a running container. File contents and secret
 // values are hashed in, so a new config or a rotated password recreates
-// the containers that use them; the hash reveals neither.
+// the containers that use them; the hash reveals neither. A file with a
+// Reload is left out: a new version of it is applied in place.
 func (s ServiceSpec) Hash() string {
 	type fileDigest struct {
 		Target string      `json:"target"`
@@ -109,6 +114,9 @@ func (s ServiceSpec) Hash() string {
 	}
 	sort.Strings(canonical.Env)
 	for _, f := range s.Files {
+		if f.Reload != nil {
+			continue
+		}
 		sum := sha256.Sum256(f.Data)
 		canonical.Files = append(canonical.Files, fileDigest{f.Target, f.Mode, hex.EncodeToString(sum[:])})
 	}
@@ -116,4 +124,15 @@ func (s ServiceSpec) Hash() string {
 	data, _ := json.Marshal(canonical)
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
+}
+
+// ReloadedFiles are the files of s a running container takes in place.
+func (s ServiceSpec) ReloadedFiles() []FileSpec {
+	var files []FileSpec
+	for _, f := range s.Files {
+		if f.Reload != nil {
+			files = append(files, f)
+		}
+	}
+	return files
 }
