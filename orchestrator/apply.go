@@ -114,7 +114,11 @@ func (x *executor) prepare(ctx context.Context) error {
 		return errors.Join(err, ErrImages)
 	}
 	rel := &x.planned.Release
-	if err := x.d.Store.SaveArtifacts(ctx, rel.ID, x.planned.Artifacts); err != nil {
+	saved, err := withStackModel(x.planned.Artifacts, x.d.Stack)
+	if err != nil {
+		return err
+	}
+	if err := x.d.Store.SaveArtifacts(ctx, rel.ID, saved); err != nil {
 		return err
 	}
 	return x.d.Store.Save(ctx, *rel)

@@ -38,7 +38,7 @@ type memEngine struct {
 	oneOffs   []string // names of the one-offs run
 	failures  chan engine.Failure
 	applied   []string // what django_migrations holds, for stacks with manage.py
-	reloadErr error    // what ReloadFile returns
+	reloadErr error    // what the next ReloadFile returns, once
 }
 
 func newMemEngine() *memEngine {
@@ -109,9 +109,10 @@ func (m *memEngine) ReloadFile(_ context.Context, id string, f engine.FileSpec, 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.byID[id]
-	if m.reloadErr != nil {
+	if err := m.reloadErr; err != nil {
+		m.reloadErr = nil
 		m.record("reload %s %s failed", c.Name, path.Base(f.Target))
-		return m.reloadErr
+		return err
 	}
 	c.Files = maps.Clone(c.Files)
 	if c.Files == nil {

@@ -25,8 +25,13 @@ func (d *Deployer) newRelease(artifacts []templates.Artifact) state.Release {
 // configHash is the digest of the rendered manifest, which lists the
 // digest of every other rendered file.
 func configHash(artifacts []templates.Artifact) string {
-	sum := sha256.Sum256(artifacts[len(artifacts)-1].Data)
-	return hex.EncodeToString(sum[:])
+	for _, a := range artifacts {
+		if a.Path == templates.PathManifest {
+			sum := sha256.Sum256(a.Data)
+			return hex.EncodeToString(sum[:])
+		}
+	}
+	return ""
 }
 
 // secretVersions identifies each secret's value now, without it.

@@ -6,8 +6,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/probe"
+
+	"github.com/obcd/obcd/orchestrator/engine"
 	"github.com/obcd/obcd/orchestrator/state"
 	"github.com/obcd/obcd/templates"
 )
@@ -131,7 +136,9 @@ func TestDeploy_ARotatedPasswordReloadsTheDatabaseAndThePoolInPlace(t *testing.T
 }
 
 // TestDeploy_AFailedReloadRollsBack: a reload that fails is a failed
-// change; the deploy rolls back to the stable release and says so.
+// change; the deploy rolls back to the stable release and says so. The
+// stable release comes back with today's password (the secrets file
+// holds the new one), so its files are applied again with it.
 func TestDeploy_AFailedReloadRollsBack(t *testing.T) {
 	eng, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	ctx := context.Background()
@@ -150,5 +157,128 @@ func TestDeploy_AFailedReloadRollsBack(t *testing.T) {
 	}
 	if result.Release.Outcome != state.OutcomeRolledBack {
 		t.Errorf("outcome %s; a failed reload is a change that failed", result.Release.Outcome)
+	}
+	got := strings.Join(eng.steps(), "\n")
+	if !strings.Contains(got, "reload rot-staging-db-1 10-roles.sql failed") || strings.Count(got, "reload rot-staging-db-1 10-roles.sql") != 2 ||
+		!strings.Contains(got, "reload rot-staging-pgbouncer-1 userlist.txt") {
+		t.Errorf("the rollback did not apply the roles and the userlist for today's password:\n%s", got)
+	}
+}
+
+// TestRollback_AfterARotationLogsInWithTodaysPassword: rolling back to a
+// release from before a rotation gives the pool and the roles today's
+// verifiers (the release's own users, today's values), never the ones
+// saved with it: the services log in with today's password.
+func TestRollback_AfterARotationLogsInWithTodaysPassword(t *testing.T) {
+	eng, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	ctx := context.Background()
+	deployer := func(version, password string) *Deployer {
+		d := memDeployerFrom(t, eng, rotateStack, version)
+		d.Store, d.Secrets = store, rotateSecrets(password)
+		return d
+	}
+	before, err := deployer("v1", "oldPass1").Deploy(ctx, DeployOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deployer("v2", "newPass2").Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eng.steps()
+	d := deployer("v2", "newPass2")
+	result, err := d.Rollback(ctx, RollbackOptions{To: before.Release.ID})
+	if err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	got := strings.Join(eng.steps(), "\n")
+	if strings.Contains(got, "reload ") {
+		t.Errorf("the rollback reloaded a password file back to the saved one:\n%s", got)
+	}
+	today, err := templates.Render(d.Stack, d.Secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ""
+	for _, a := range today {
+		if a.Path == templates.PathPgBouncerUserlist {
+			want = engine.FileDigest(a.Data)
+		}
+	}
+	containers, _ := eng.Observe(ctx, "")
+	for _, c := range containers {
+		if c.Service == "pgbouncer" && c.Files[templates.ContainerPgBouncerUserlist] != want {
+			t.Errorf("PgBouncer holds a userlist other than today's after the rollback")
+		}
+	}
+	if result.Release.SecretVersions["obcms_user_password"] != d.secretVersions()["obcms_user_password"] {
+		t.Error("the rollback's record does not say it runs with today's password")
+	}
+}
+
+// TestDeploy_ProvesTheContainersAKilledDeployLeftUnproven: a deploy killed
+// in its watch window leaves its containers serving, never proven. The
+// next deploy has nothing to change, yet it says so in its plan and
+// proves them: it succeeds when they pass, and returns to the stable
+// release when they fail.
+func TestDeploy_ProvesTheContainersAKilledDeployLeftUnproven(t *testing.T) {
+	for name, probes := range map[string]bool{"they pass": true, "they fail": false} {
+		t.Run(name, func(t *testing.T) {
+			eng, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+			ctx := context.Background()
+			first, err := memDeployer(t, eng, store, "v1").Deploy(ctx, DeployOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			killed, err := memDeployer(t, eng, store, "v2").Deploy(ctx, DeployOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// As a kill in its watch window leaves it: in progress, not stable.
+			rel, stable := killed.Release, first.Release
+			rel.Outcome, rel.Stable, stable.Stable = state.OutcomeInProgress, false, true
+			if err := errors.Join(store.Save(ctx, rel), store.Save(ctx, stable)); err != nil {
+				t.Fatal(err)
+			}
+
+			d := memDeployer(t, eng, store, "v2")
+			var plans []string
+			d.Events = func(ev Event) {
+				if ev.Plan != nil {
+					plans = append(plans, ev.Plan.String())
+				}
+			}
+			if !probes {
+				// The unproven containers fail; the stable release passes.
+				var verified atomic.Int32
+				d.Probes = func(*stackhcl.Stack) (probe.Plan, error) {
+					round := verified.Add(1)
+					return probe.Plan{Specs: []probe.Spec{{Name: "web-ready", Kind: "http", Critical: true,
+						Check: probe.CheckFunc(func(context.Context) probe.Attempt {
+							if round == 1 {
+								return probe.Fatalf("503 from /ready/")
+							}
+							return probe.Passed("200")
+						})}}}, nil
+				}
+			}
+			result, err := d.Deploy(ctx, DeployOptions{})
+			if len(plans) == 0 || !strings.Contains(plans[0], "prove: mem-staging-web-3, mem-staging-web-4 run release "+rel.ID+", which ended interrupted") {
+				t.Fatalf("the plan does not say it proves the unproven containers:\n%s", strings.Join(plans, "\n"))
+			}
+			want := map[bool]state.Outcome{true: state.OutcomeSucceeded, false: state.OutcomeRolledBack}[probes]
+			if result.Release.Outcome != want {
+				t.Errorf("outcome %s (%v), want %s", result.Release.Outcome, err, want)
+			}
+			if !probes && !strings.Contains(strings.Join(eng.steps(), "\n"), "create mem-staging-web-5 (mem/app:v1)") {
+				t.Error("the stable release did not come back after the unproven containers failed")
+			}
+			again, err := memDeployer(t, eng, store, "v2").Plan(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if probes && again.Plan.HasWork() {
+				t.Errorf("once proven, they are proven again:\n%s", again.Plan)
+			}
+		})
 	}
 }

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	stackhcl "github.com/obcd/obcd/hcl"
 
 	"github.com/obcd/obcd/orchestrator/probe"
 	"github.com/obcd/obcd/orchestrator/state"
@@ -115,11 +118,14 @@ func (d *Deployer) rollbackTarget(ctx context.Context, id string) (state.Release
 }
 
 func (d *Deployer) rollbackTo(ctx context.Context, to state.Release, allowNewerSchema bool) (DeployResult, error) {
-	artifacts, err := d.Store.LoadArtifacts(ctx, to.ID)
+	artifacts, err := d.releaseFiles(ctx, to)
 	if err != nil {
 		return DeployResult{Release: to}, err
 	}
 	rec := rollbackRecord(to)
+	// It runs with today's secret values, and the files derived from
+	// them were rendered with them.
+	rec.SecretVersions = d.secretVersions()
 	// The record holds to's files, so restoring it restores to, and the
 	// containers it creates belong to the rollback.
 	planned, err := d.planFor(ctx, rec, artifacts)
@@ -157,7 +163,7 @@ func (d *Deployer) rollbackTo(ctx context.Context, to state.Release, allowNewerS
 // applies that plan and runs the probes: the automatic return to the
 // stable release, which keeps the tags it has.
 func (d *Deployer) restore(ctx context.Context, to state.Release) (*Planned, []probe.Result, error) {
-	artifacts, err := d.Store.LoadArtifacts(ctx, to.ID)
+	artifacts, err := d.releaseFiles(ctx, to)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -195,4 +201,35 @@ func (d *Deployer) restorePlanned(ctx context.Context, planned *Planned, becomes
 		d.emit("schema", "", "", "the applied migrations were not recorded: %v", err)
 	}
 	return results, x.tagStable(ctx)
+}
+
+// releaseFiles are the saved files of a release to return to, with the
+// files derived from secrets rendered again from its stack model with
+// today's values: the services run with today's secrets, so the roles
+// and the PgBouncer userlist must hold today's verifiers, or no login
+// works after a rotation.
+func (d *Deployer) releaseFiles(ctx context.Context, to state.Release) ([]templates.Artifact, error) {
+	saved, err := d.Store.LoadArtifacts(ctx, to.ID)
+	if err != nil {
+		return nil, err
+	}
+	files, recorded, err := templates.WithTodaysSecrets(saved, d.Secrets)
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w", to.ID, err)
+	}
+	if !recorded {
+		d.emit("rollback", "", "", "release %s was saved without its stack model: its password files come back as saved, so a password rotated since then will not log in; deploy again to fix that", to.ID)
+	}
+	return files, nil
+}
+
+// withStackModel is what a release saves: its rendered files and the
+// stack model they came from.
+func withStackModel(artifacts []templates.Artifact, stack *stackhcl.Stack) ([]templates.Artifact, error) {
+	model, err := templates.StackModel(stack)
+	if err != nil {
+		return nil, err
+	}
+	files := slices.DeleteFunc(slices.Clone(artifacts), func(a templates.Artifact) bool { return a.Path == templates.PathStackModel })
+	return append(files, model), nil
 }
