@@ -189,3 +189,80 @@ func randomAlnum(n int) (string, error) {
 	}
 	return string(out), nil
 }
+
+// ErrUnstorable says a value cannot be written to the dotenv file as it
+// is read back.
+var ErrUnstorable = errors.New("the value cannot be stored in the secrets file")
+
+// Rotate gives secret a new value in the file at path: value, or when
+// it is "" a new one drawn as Init draws them. The line that held the
+// old value is replaced where it was (comments, other values and unknown
+// keys stay byte for byte), or appended when there was none. The new
+// content is parsed first, to prove it holds the new value, then written
+// atomically with mode 0600. It never returns or prints a value.
+func Rotate(path string, secret *stackhcl.Secret, value string) error {
+	existing, err := readSecretsFile(path)
+	if err != nil {
+		return err
+	}
+	if value == "" {
+		if value, err = generateSecret(secret); err != nil {
+			return fmt.Errorf("generate %s: %w", secret.Name, err)
+		}
+	}
+	line, err := dotenvLine(secret.EnvVar(), value)
+	if err != nil {
+		return fmt.Errorf("%s: %w", secret.Name, err)
+	}
+	content, replaced := replaceLine(existing, secret.EnvVar(), line)
+	if !replaced {
+		content = appendLines(existing, []byte(line+"\n"))
+	}
+	parsed, err := dotenv.UnmarshalBytesWithLookup(content, func(string) (string, bool) { return "", false })
+	if err != nil || parsed[secret.EnvVar()] != value {
+		return fmt.Errorf("%s: %w: it would not read back the same; nothing was written", secret.Name, ErrUnstorable)
+	}
+	return atomicfile.WriteFile(path, content, 0o600)
+}
+
+// dotenvLine writes KEY=value so that the dotenv parser reads value back
+// exactly: bare when it is plain, else in single quotes, where nothing is
+// interpolated or unescaped.
+func dotenvLine(key, value string) (string, error) {
+	if strings.ContainsAny(value, "'\n\r\x00") {
+		return "", fmt.Errorf("%w: it holds a single quote, a newline or a NUL; choose a value without them", ErrUnstorable)
+	}
+	plain := true
+	for _, r := range value {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.+/=:@%", r)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return key + "=" + value, nil
+	}
+	return key + "='" + value + "'", nil
+}
+
+// replaceLine replaces the first line that sets key (KEY=… or export
+// KEY=…) with line, and drops any later one, so the file sets key once.
+func replaceLine(content []byte, key, line string) ([]byte, bool) {
+	var out bytes.Buffer
+	replaced := false
+	for _, l := range bytes.SplitAfter(content, []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		trimmed := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(l)), "export "))
+		if strings.HasPrefix(trimmed, key+"=") || strings.HasPrefix(trimmed, key+" =") {
+			if !replaced {
+				out.WriteString(line + "\n")
+				replaced = true
+			}
+			continue
+		}
+		out.Write(l)
+	}
+	return out.Bytes(), replaced
+}

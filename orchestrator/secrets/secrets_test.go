@@ -157,3 +157,70 @@ func TestLoadSecrets_ParseErrorDoesNotQuoteTheFile(t *testing.T) {
 		t.Fatalf("error leaks the value: %v", err)
 	}
 }
+
+// TestRotate_ReplacesOneValueInPlace: a rotation changes exactly the one
+// line, keeps comments and every other key byte for byte, keeps the
+// file 0600, and reads back the new value, generated or given; a value
+// the file cannot hold is refused with the file untouched.
+func TestRotate_ReplacesOneValueInPlace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.secrets")
+	before := "# keep me\nOBCD_SECRET_DJANGO_SECRET_KEY=old1\nUNKNOWN=kept\nOBCD_SECRET_TOKEN=tok\n"
+	if err := os.WriteFile(path, []byte(before), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (string, *Store) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := Load(path, func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data), store
+	}
+	secret := declared()[0]
+
+	if err := Rotate(path, secret, ""); err != nil {
+		t.Fatal(err)
+	}
+	after, store := read()
+	generated, _ := store.Value(secret.Name)
+	if generated == "old1" || len(generated) != 64 {
+		t.Errorf("generated value has length %d (old kept: %v), want a new 64-character one", len(generated), generated == "old1")
+	}
+	if want := strings.Replace(before, "old1", generated, 1); after != want {
+		t.Errorf("file after rotation:\n%s\nwant only the one line changed:\n%s", after, want)
+	}
+
+	for _, value := range []string{"with space & $HOME #not-a-comment", `back\slash"quote`, "plain-Value_1.2"} {
+		if err := Rotate(path, secret, value); err != nil {
+			t.Fatalf("rotate to %q: %v", value, err)
+		}
+		_, store := read()
+		if got, _ := store.Value(secret.Name); got != value {
+			t.Errorf("read back %q, want %q", got, value)
+		}
+	}
+	if info, _ := os.Stat(path); info.Mode().Perm() != 0o600 {
+		t.Errorf("mode %04o after rotation, want 0600", info.Mode().Perm())
+	}
+
+	kept, _ := read()
+	for _, bad := range []string{"it's", "two\nlines"} {
+		if err := Rotate(path, secret, bad); !errors.Is(err, ErrUnstorable) || strings.Contains(err.Error(), bad) {
+			t.Errorf("rotate to an unstorable value: %v; want ErrUnstorable, without the value", err)
+		}
+		if now, _ := read(); now != kept {
+			t.Error("a refused rotation changed the file")
+		}
+	}
+
+	// A secret the file has no line for yet is appended.
+	if err := Rotate(path, declared()[2], ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, store := read(); !store.Has("url_token") {
+		t.Error("a rotation of a secret with no line did not add one")
+	}
+}
