@@ -126,6 +126,13 @@ service "web" "web" {
   workers  = 2
   memory   = "512M"
 
+  # Keep each worker's PgBouncer connection for a minute: the replicas
+  # that run when obcms_user_password is rotated stay logged in until the
+  # new ones, with the new password, replace them (scenario step 10).
+  env = {
+    DB_CONN_MAX_AGE = "60"
+  }
+
   # The rendered readiness check, every 3s instead of 10s (see below).
   healthcheck {
     test         = ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready/', timeout=4)"]

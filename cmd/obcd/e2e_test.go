@@ -10,7 +10,8 @@ package main
 // load, the backup that upgrade took restored for real, a broken release
 // rolled back by itself under load, a release that dies after the switch
 // rolled back by the watch window, a plain rollback to the release before
-// the live one, and the history of all of it.
+// the live one, a migration guard, a password rotation under load, and
+// the history of all of it.
 
 import (
 	"bufio"
@@ -26,6 +27,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/obcd/obcd/orchestrator/secrets"
 )
 
 const (
@@ -179,8 +184,84 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	e.expectServing("1.0.0")
 	e.verifyGreen()
 
-	t.Log("10. history shows all of it")
-	e.checkHistory(first, second)
+	t.Log("10. rotate obcms_user_password and deploy under load: reloaded in place, no failed request; the old password is refused")
+	oldPassword := e.secret("obcms_user_password")
+	rotated := e.mustRun(0, "secrets", "rotate", "staging", "obcms_user_password")
+	newPassword := e.secret("obcms_user_password")
+	if newPassword == oldPassword || strings.Contains(rotated.stdout+rotated.stderr, newPassword) || strings.Contains(rotated.stdout+rotated.stderr, oldPassword) {
+		t.Fatalf("secrets rotate: the value did not change, or was printed:\n%s%s", rotated.stdout, rotated.stderr)
+	}
+	plan := e.mustRun(0, "plan", "staging")
+	for _, want := range []string{"reload    " + e2eProject + "-db-1", "reload    " + e2eProject + "-pgbouncer-1", "10-roles.sql changed", "userlist.txt changed"} {
+		if !strings.Contains(plan.stdout, want) {
+			t.Errorf("the plan after a rotation lacks %q:\n%s", want, plan.stdout)
+		}
+	}
+	for _, line := range strings.Split(plan.stdout, "\n") {
+		if strings.Contains(line, "recreate") && (strings.Contains(line, "-db-1") || strings.Contains(line, "-pgbouncer-1")) {
+			t.Errorf("a rotation recreates the database tier: %s", line)
+		}
+	}
+	load = startLoad(t, e2eLoadURL)
+	e.deployOK("1.0.0")
+	rotation := load.stop()
+	t.Logf("load during the rotation: %s", rotation)
+	if rotation.total < 50 || rotation.failed() != 0 {
+		t.Errorf("%d of %d requests failed during the rotation (%s); want 0 of a steady stream", rotation.failed(), rotation.total, rotation)
+	}
+	e.verifyGreen()
+	for password, want := range map[string]bool{newPassword: true, oldPassword: false} {
+		for _, port := range []string{"16432", "15432"} {
+			err := e2eLogin(port, "obcms_user", password)
+			if (err == nil) != want {
+				t.Errorf("login as obcms_user on 127.0.0.1:%s with the %s password: %v", port, map[bool]string{true: "new", false: "old"}[want], err)
+			}
+		}
+	}
+	t.Log("    a rollback to a release from before the rotation still logs in")
+	e.mustRun(0, "rollback", "staging", "--to", second, "--allow-newer-schema")
+	e.expectServing("1.1.0")
+	e.verifyGreen()
+	if err := e2eLogin("16432", "obcms_user", newPassword); err != nil {
+		t.Errorf("after the rollback, the new password does not log in through PgBouncer: %v", err)
+	}
+
+	t.Log("11. history shows all of it")
+	e.checkHistory(first, second, second, "1.1.0")
+}
+
+// secret is the value of a secret in the environment's secrets file.
+func (e *e2eEnv) secret(name string) string {
+	e.t.Helper()
+	store, err := secrets.Load(filepath.Join(e.stateDir, "staging.secrets"), func(string) (string, bool) { return "", false })
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	value, err := store.Value(name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return value
+}
+
+// e2eLogin logs in as user with password on 127.0.0.1:port, database
+// obcms, and runs one query.
+func e2eLogin(port, user, password string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	config, err := pgx.ParseConfig("host=127.0.0.1 port=" + port + " dbname=obcms sslmode=disable")
+	if err != nil {
+		return err
+	}
+	config.User, config.Password = user, password
+	config.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn, err := pgx.ConnectConfig(ctx, config)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var one int
+	return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
 }
 
 // buildDyingRelease builds obcms/app:<version> FROM obcms/app:<from>
@@ -356,7 +437,7 @@ func (e *e2eEnv) restoreNewestDump() {
 	e.t.Logf("restored %s (%d bytes) into restore_check", newest, len(dump))
 }
 
-func (e *e2eEnv) checkHistory(first, second string) {
+func (e *e2eEnv) checkHistory(first, second, lastRollbackOf, lastVersion string) {
 	e.t.Helper()
 	r := e.mustRun(0, "history", "staging", "--json")
 	var releases []struct {
@@ -385,8 +466,8 @@ func (e *e2eEnv) checkHistory(first, second string) {
 	}
 	// The rollback is a release of its own, the stable one now, last.
 	last := releases[len(releases)-1]
-	if last.RollbackOf != first || last.Version != "1.0.0" || last.Outcome != "succeeded" || !last.Stable {
-		e.t.Errorf("the last release is %+v, want the succeeded, stable rollback to %s:\n%s", last, first, r.stdout)
+	if last.RollbackOf != lastRollbackOf || last.Version != lastVersion || last.Outcome != "succeeded" || !last.Stable {
+		e.t.Errorf("the last release is %+v, want the succeeded, stable rollback to %s (%s):\n%s", last, lastRollbackOf, lastVersion, r.stdout)
 	}
 	for _, rel := range releases[:len(releases)-1] {
 		if rel.Stable {

@@ -185,6 +185,50 @@ func TestEngine_RealEngineLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("ReloadFileInPlace", func(t *testing.T) {
+		original := []byte("[app]\nname=shop\n")
+		digests, err := eng.ReadFileDigests(ctx, web1.ID, []string{"/etc/obcd/app.ini", "/etc/obcd/missing"})
+		if err != nil || digests["/etc/obcd/app.ini"] != engine.FileDigest(original) || digests["/etc/obcd/missing"] != "" {
+			t.Fatalf("ReadFileDigests = %v, %v; want app.ini's digest and \"\" for a missing file", digests, err)
+		}
+		base := "http://127.0.0.1:" + engineHostPort(ctx, t, docker, web1.ID, "8000/tcp")
+		next := engine.FileSpec{Target: "/etc/obcd/app.ini", Mode: 0o644, Data: []byte("[app]\nname=rotated\n"),
+			Reload: &engine.Reload{Exec: []string{"/app", "-exit", "3", engine.FilePlaceholder}, Stage: "/staged.ini"}}
+		// An apply that fails leaves the old version in place, and says why.
+		if err := eng.ReloadFile(ctx, web1.ID, next, ""); err == nil || !strings.Contains(err.Error(), "exited 3") {
+			t.Fatalf("a failing apply: %v, want an error saying it exited 3", err)
+		}
+		if _, body := engineHTTPGet(t, base+"/file/etc/obcd/app.ini"); body != string(original) {
+			t.Errorf("after a failed apply the file is %q, want the old version", body)
+		}
+		next.Reload.Exec = []string{"/app", "-exit", "0", engine.FilePlaceholder}
+		if err := eng.ReloadFile(ctx, web1.ID, next, ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, body := engineHTTPGet(t, base+"/file/etc/obcd/app.ini"); body != string(next.Data) {
+			t.Errorf("after the apply the file is %q, want the new version", body)
+		}
+		if digests, err := eng.ReadFileDigests(ctx, web1.ID, []string{"/etc/obcd/app.ini"}); err != nil || digests["/etc/obcd/app.ini"] != engine.FileDigest(next.Data) {
+			t.Errorf("digest after the reload: %v, %v", digests, err)
+		}
+		if err := eng.ApplyFile(ctx, web1.ID, next); err != nil {
+			t.Errorf("ApplyFile on a new container's file: %v", err)
+		}
+		// A signal reload: WINCH, which the app ignores, so it keeps running.
+		signalled := engine.FileSpec{Target: "/etc/obcd/app.ini", Mode: 0o644, Data: original, Reload: &engine.Reload{Signal: "WINCH"}}
+		if err := eng.ReloadFile(ctx, web1.ID, signalled, ""); err != nil {
+			t.Fatal(err)
+		}
+		if status, body := engineHTTPGet(t, base+"/file/etc/obcd/app.ini"); status != 200 || body != string(original) {
+			t.Errorf("after a signalled reload: %d %q", status, body)
+		}
+		// Only the file changed: the directory above it keeps its mode.
+		dir, err := docker.ContainerStatPath(ctx, web1.ID, client.ContainerStatPathOptions{Path: "/etc/obcd"})
+		if err != nil || dir.Stat.Mode.Perm() != 0o755 {
+			t.Errorf("/etc/obcd after reloads: %v (%v), want 0755", dir.Stat.Mode, err)
+		}
+	})
+
 	t.Run("ObserveShowsItWithAllLabels", func(t *testing.T) {
 		containers, err := eng.Observe(ctx, projectName)
 		if err != nil {

@@ -77,9 +77,12 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL through PgBouncer in transaction mode: no server-side cursors,
-# no persistent connections. Migrations run against the primary directly
-# (obcd's migrate one-off sets DB_HOST and DB_PORT so).
+# PostgreSQL through PgBouncer in transaction mode: no server-side cursors.
+# Connections are per request unless DB_CONN_MAX_AGE says how many seconds
+# to keep one: a kept connection stays logged in across a password
+# rotation, so the old replicas keep serving until the new ones replace
+# them. Migrations run against the primary directly (obcd's migrate
+# one-off sets DB_HOST and DB_PORT so).
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
@@ -88,7 +91,7 @@ DATABASES = {
         "NAME": env("DB_NAME", "obcms"),
         "USER": env("DB_USER", "obcms_user"),
         "PASSWORD": env("DB_PASSWORD", ""),
-        "CONN_MAX_AGE": 0,
+        "CONN_MAX_AGE": int(env("DB_CONN_MAX_AGE", "0")),
         "DISABLE_SERVER_SIDE_CURSORS": env_bool("DISABLE_SERVER_SIDE_CURSORS", True),
         "OPTIONS": {"connect_timeout": 3},
     }
