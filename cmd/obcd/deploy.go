@@ -155,7 +155,7 @@ func (opts *deployOptions) report(result orchestrator.DeployResult, err error) e
 		}
 		fmt.Fprint(opts.stderr, result.Report)
 		return reportedError{err, opts.outcomeLine(result.Release, err)}
-	case !result.Plan.Changes():
+	case !result.Plan.HasWork():
 		fmt.Fprint(opts.stdout, result.Plan.String())
 		return nil
 	}

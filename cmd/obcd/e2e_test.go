@@ -191,7 +191,7 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	if newPassword == oldPassword || strings.Contains(rotated.stdout+rotated.stderr, newPassword) || strings.Contains(rotated.stdout+rotated.stderr, oldPassword) {
 		t.Fatalf("secrets rotate: the value did not change, or was printed:\n%s%s", rotated.stdout, rotated.stderr)
 	}
-	plan := e.mustRun(0, "plan", "staging")
+	plan := e.mustRun(ExitFound, "plan", "staging")
 	for _, want := range []string{"reload    " + e2eProject + "-db-1", "reload    " + e2eProject + "-pgbouncer-1", "10-roles.sql changed", "userlist.txt changed"} {
 		if !strings.Contains(plan.stdout, want) {
 			t.Errorf("the plan after a rotation lacks %q:\n%s", want, plan.stdout)
@@ -203,7 +203,8 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 		}
 	}
 	load = startLoad(t, e2eLoadURL)
-	e.deployOK("1.0.0")
+	// The release from before the rotation must survive retention.
+	e.deployOK("1.0.0", "--keep", "20")
 	rotation := load.stop()
 	t.Logf("load during the rotation: %s", rotation)
 	if rotation.total < 50 || rotation.failed() != 0 {

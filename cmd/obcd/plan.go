@@ -58,7 +58,7 @@ func runPlan(opts *planOptions, env string) error {
 	if err := printPlan(opts.globalOptions, planned.Plan, opts.json); err != nil {
 		return err
 	}
-	if planned.Plan.Changes() {
+	if planned.Plan.HasWork() {
 		return reportedError{errors.New("changes"), ExitFound}
 	}
 	return nil
@@ -113,7 +113,8 @@ cause. The steps of one wave run together. Secret values are never shown.
 ENV --plan FILE, which applies exactly it, and refuses it when the stack,
 a secret, the release history or the engine changed since.
 
-Exit codes: 0 nothing would change; 2 something would change; 1 error.`
+Exit codes: 0 nothing would change; 2 something would change (or a deploy would
+prove containers a killed deploy left unproven); 1 error.`
 
 const planExample = `  obcd plan staging
   obcd plan production --var app_version=1.4.2 --out release.plan

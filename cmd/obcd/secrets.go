@@ -201,7 +201,7 @@ working.
 An OBCD_SECRET_<NAME> variable in the environment overrides the file, so a
 rotation while it is set is refused.
 
-Exit codes: 0 rotated; 1 error (nothing was written); 2 usage.`
+Exit codes: 0 rotated; 1 error (nothing was written); 64 usage.`
 
 const secretsRotateExample = `  obcd secrets rotate staging obcms_user_password
   printf %s "$NEW_DSN" | obcd secrets rotate production sentry_dsn --value-from-stdin
