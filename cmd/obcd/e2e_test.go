@@ -516,6 +516,22 @@ func (e *e2eEnv) removeProject() {
 		}
 		_ = exec.Command("docker", append(rm, ids...)...).Run()
 	}
+	// The stable tags the scenario's releases gave the images: untag
+	// them, so runs do not pile them up (the images keep their own tags).
+	out, err := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
+	if err != nil {
+		return
+	}
+	var tags []string
+	for _, ref := range strings.Fields(string(out)) {
+		repo, tag, _ := strings.Cut(ref, ":")
+		if (repo == "obcms/app" || strings.HasPrefix(repo, "obcd-e2e/")) && (tag == "stable" || strings.HasPrefix(tag, "stable-")) {
+			tags = append(tags, ref)
+		}
+	}
+	if len(tags) > 0 {
+		_ = exec.Command("docker", append([]string{"image", "rm"}, tags...)...).Run()
+	}
 }
 
 var nginxRequestTimeRE = regexp.MustCompile(`request_time=([0-9.]+)`)

@@ -1012,3 +1012,16 @@ func TestEngine_PublishRejoinsWithTheAlias(t *testing.T) {
 		t.Errorf("calls %v alias %v", calls, alias)
 	}
 }
+
+func TestRedactVerifiers_RemovesSCRAMAndMD5Verifiers(t *testing.T) {
+	in := `psql:/tmp/obcd-roles.sql:9: ERROR:  role "x" does not exist
+LINE 1: ALTER ROLE "x" WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy';
+"obcms_user" "md50123456789abcdef0123456789abcdef"`
+	out := RedactVerifiers(in)
+	if strings.Contains(out, "c2VydmVy") || strings.Contains(out, "0123456789abcdef0123456789abcdef") || strings.Count(out, "<verifier redacted>") != 2 {
+		t.Errorf("redacted:\n%s", out)
+	}
+	if !strings.Contains(out, `role "x" does not exist`) {
+		t.Errorf("the error itself is gone:\n%s", out)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 
@@ -189,18 +190,39 @@ func (e *Engine) execApply(ctx context.Context, containerID string, r *Reload, f
 		return fmt.Errorf("exec in container %s: %w", shortID(containerID), err)
 	}
 	defer attached.Close()
+	// The attach stream does not watch ctx: close it when ctx ends, so a
+	// command that hangs cannot hold the deploy past its deadline.
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-ctx.Done():
+			attached.Close()
+		case <-finished:
+		}
+	}()
 	var output bytes.Buffer
 	if _, err := stdcopy.StdCopy(&output, &output, attached.Reader); err != nil {
-		return fmt.Errorf("exec in container %s: %w", shortID(containerID), err)
+		return fmt.Errorf("exec in container %s: %w", shortID(containerID), errors.Join(ctx.Err(), err))
 	}
 	inspected, err := e.API.ExecInspect(ctx, created.ID, client.ExecInspectOptions{})
 	if err != nil {
 		return fmt.Errorf("exec in container %s: %w", shortID(containerID), err)
 	}
 	if inspected.Running || inspected.ExitCode != 0 {
-		return fmt.Errorf("%s exited %d in container %s: %s", cmd[0], inspected.ExitCode, shortID(containerID), strings.TrimSpace(output.String()))
+		return fmt.Errorf("%s exited %d in container %s: %s", cmd[0], inspected.ExitCode, shortID(containerID), RedactVerifiers(strings.TrimSpace(output.String())))
 	}
 	return nil
+}
+
+// verifierRE matches the password verifiers PostgreSQL and PgBouncer
+// store (SCRAM and md5), which a failing psql may quote with its line.
+var verifierRE = regexp.MustCompile(`SCRAM-SHA-256\$[^'"\s]*|md5[0-9a-f]{32}`)
+
+// RedactVerifiers replaces every password verifier in s: a verifier is
+// as good as a password to whoever can test guesses against it offline.
+func RedactVerifiers(s string) string {
+	return verifierRE.ReplaceAllString(s, "<verifier redacted>")
 }
 
 // shortID is a container ID as docker ps prints it.
