@@ -16,6 +16,32 @@ func PrometheusJobs(s *stackhcl.Stack) []string {
 	return jobs
 }
 
+// PrometheusDiscoveredJobs are the scrape jobs whose targets Prometheus
+// finds by DNS (every web replica), with how many replicas each has.
+// After a roll, Prometheus keeps the replicas that left as down targets
+// until its next DNS refresh; a probe that knows the count tells those
+// from a replica that is down.
+func PrometheusDiscoveredJobs(s *stackhcl.Stack) map[string]int {
+	prom := s.First(stackhcl.KindPrometheus)
+	if prom == nil {
+		return nil
+	}
+	jobs := map[string]int{}
+	for _, job := range prometheusScrapeConfigs(s, prom) {
+		if len(job.DNSSDConfigs) == 0 {
+			continue
+		}
+		for _, sd := range job.DNSSDConfigs {
+			for _, name := range sd.Names {
+				if svc := s.Service(name); svc != nil {
+					jobs[job.JobName] += max(svc.Replicas, 1)
+				}
+			}
+		}
+	}
+	return jobs
+}
+
 // GrafanaDashboardUIDs lists the uids of the provisioned dashboards.
 // Nil when Grafana is not provisioned.
 func GrafanaDashboardUIDs(s *stackhcl.Stack) []string {

@@ -255,7 +255,8 @@ func (b *builder) monitoring() {
 		if addr, ok := b.reachable(prom, "prometheus probes"); ok {
 			base := "http://" + addr
 			b.add(&draft{spec: spec("prometheus-targets", "prometheus", base, ComponentPrometheus, true),
-				prom: &PrometheusConfig{URL: base, Mode: PrometheusTargets, ExpectJobs: templates.PrometheusJobs(b.stack)}})
+				prom: &PrometheusConfig{URL: base, Mode: PrometheusTargets, ExpectJobs: templates.PrometheusJobs(b.stack),
+					Discovered: templates.PrometheusDiscoveredJobs(b.stack)}})
 			b.add(&draft{spec: spec("prometheus-rules", "prometheus", base, ComponentPrometheus, true),
 				prom: &PrometheusConfig{URL: base, Mode: PrometheusRules}})
 			if b.stack.First(stackhcl.KindAlertmanager) != nil {

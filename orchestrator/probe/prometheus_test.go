@@ -194,3 +194,32 @@ func TestPrometheus_APIErrorFailsWithPrometheusError(t *testing.T) {
 		t.Fatalf("attempt %+v, want a failure with Prometheus's error and status", attempt)
 	}
 }
+
+// TestPrometheus_TargetsOfReplicasThatLeftDoNotFailADiscoveredJob: after
+// a web roll, Prometheus keeps the replicas that left as down targets
+// until its DNS refresh. With the job's replica count known, every
+// replica up passes (and says how many stale targets it saw); one
+// replica down still fails; without the count, any down target fails.
+func TestPrometheus_TargetsOfReplicasThatLeftDoNotFailADiscoveredJob(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"status":"success","data":{"activeTargets":[
+			{"scrapePool":"django","scrapeUrl":"http://10.0.0.5:8000/metrics","health":"up"},
+			{"scrapePool":"django","scrapeUrl":"http://10.0.0.6:8000/metrics","health":"up"},
+			{"scrapePool":"django","scrapeUrl":"http://10.0.0.3:8000/metrics","health":"down","lastError":"connect: no route to host"},
+			{"scrapePool":"redis","scrapeUrl":"http://redis-exporter:9121/metrics","health":"up"}]}}`)
+	}))
+	t.Cleanup(srv.Close)
+	check := func(discovered map[string]int) Attempt {
+		return Prometheus(PrometheusConfig{URL: srv.URL, Mode: PrometheusTargets, ExpectJobs: []string{"django", "redis"}, Discovered: discovered}).
+			Check(context.Background())
+	}
+	if a := check(map[string]int{"django": 2}); a.Outcome != Pass || !strings.Contains(a.Message, "1 more of replicas that left") {
+		t.Errorf("2 replicas up of 2, one stale target: %+v, want a pass that mentions the stale target", a)
+	}
+	if a := check(map[string]int{"django": 3}); a.Outcome == Pass || !strings.Contains(a.Message, "10.0.0.3") {
+		t.Errorf("2 replicas up of 3: %+v, want a failure naming the down target", a)
+	}
+	if a := check(nil); a.Outcome == Pass {
+		t.Errorf("a down target with no replica count: %+v, want a failure", a)
+	}
+}
