@@ -74,7 +74,7 @@ func selectProbes(specs []probe.Spec, only []string) ([]probe.Spec, error) {
 
 // runProbes runs the plan under one deadline, reporting progress on
 // stderr when it is a terminal.
-func (o *globalOptions) runProbes(plan probe.Plan, timeout time.Duration) []probe.Result {
+func (o *globalOptions) runProbes(plan probe.Plan, timeout time.Duration, run func(context.Context, []probe.Spec, func(probe.Result)) []probe.Result) []probe.Result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var notify func(probe.Result)
@@ -86,5 +86,5 @@ func (o *globalOptions) runProbes(plan probe.Plan, timeout time.Duration) []prob
 			fmt.Fprintf(o.stderr, "  [%d/%d] %-28s %s\n", done, len(plan.Specs), r.Name, r.Status)
 		}
 	}
-	return probe.RunNotify(ctx, plan.Specs, notify)
+	return run(ctx, plan.Specs, notify)
 }

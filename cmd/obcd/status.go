@@ -38,7 +38,7 @@ func runStatus(opts *statusOptions, env string) error {
 	if err != nil {
 		return err
 	}
-	results := opts.runProbes(plan, opts.timeout)
+	results := opts.runProbes(plan, opts.timeout, probe.RunOnDemand)
 	report := probe.BuildStatus(stack, results)
 	if opts.json {
 		enc := json.NewEncoder(opts.stdout)

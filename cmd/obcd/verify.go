@@ -24,6 +24,7 @@ type verifyOptions struct {
 	probeOptions
 	json  bool
 	junit string
+	wait  time.Duration
 }
 
 func newVerifyCommand(global *globalOptions) *cobra.Command {
@@ -39,6 +40,7 @@ func newVerifyCommand(global *globalOptions) *cobra.Command {
 	addProbeFlags(cmd, &opts.probeOptions)
 	cmd.Flags().BoolVar(&opts.json, "json", false, "print results as JSON on stdout")
 	cmd.Flags().StringVar(&opts.junit, "junit", "", "also write results as a JUnit XML report to FILE")
+	cmd.Flags().DurationVar(&opts.wait, "wait", 0, "retry failing probes until they pass or D has passed, as a deploy's verification does (default: report a definite failure at once)")
 	return cmd
 }
 
@@ -54,7 +56,12 @@ func runVerify(opts *verifyOptions, env string) error {
 	if err != nil {
 		return err
 	}
-	results := opts.runProbes(plan, opts.timeout)
+	var results []probe.Result
+	if opts.wait > 0 {
+		results = opts.runProbes(plan, opts.wait, probe.RunNotify)
+	} else {
+		results = opts.runProbes(plan, opts.timeout, probe.RunOnDemand)
+	}
 	passed := probe.AllCriticalPassed(results)
 	if opts.json {
 		err = printResultsJSON(opts.stdout, stack, plan, results, passed)
@@ -198,9 +205,18 @@ blocks in the stack tune, add or turn them off.
 A failure says what was expected and what came back. A probe with no
 result yet never counts as a pass.
 
+A probe that fails for a definite reason (the connection is refused, the
+name does not resolve, no container runs, the answer is not the expected
+one) is reported at once, so verify against an environment that is down
+answers in seconds. Only a probe with no answer yet is retried, until
+--timeout. --wait D retries every failing probe until it passes or D has
+passed, as a deploy's verification does: for an environment still
+starting.
+
 Exit codes: 0 every critical probe passed; 1 a critical probe failed or
 has no result; 64 usage error.`
 
 const verifyExample = `  obcd verify staging
   obcd verify staging --only web-ready,redis-roundtrip --json
-  obcd verify production --junit verify.xml --timeout 2m`
+  obcd verify production --junit verify.xml --timeout 2m
+  obcd verify staging --wait 2m     # an environment that is still starting`

@@ -8,8 +8,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/obcd/obcd/internal/testsvc"
 )
 
 // webStack is a small stack whose web service obcd reaches at addr.
@@ -106,5 +110,50 @@ func TestStatus_JSONShapeAndExitCode(t *testing.T) {
 	// components that cannot be proven, so the environment is unhealthy.
 	if doc["overall_status"] != "unhealthy" || r.code != ExitFailure || doc["web"] != true || doc["logging"] != false {
 		t.Errorf("exit %d, status %s", r.code, r.stdout)
+	}
+}
+
+// TestVerify_ADownEnvironmentIsReportedAtOnce: verify against an
+// environment that is not running (nothing listens where its services
+// are declared, and no container of its project exists) reports every
+// probe failed after one attempt each, exit 1, instead of retrying to its
+// deadline; --wait retries, as a deploy's verification does. The
+// attempts are asserted, not the time, which is only logged.
+func TestVerify_ADownEnvironmentIsReportedAtOnce(t *testing.T) {
+	dir := webStack(t, "127.0.0.1:"+strconv.Itoa(testsvc.FreePort(t)))
+	started := time.Now()
+	down := obcd(t, dir, nil, "verify", "staging", "--json", "--timeout", "60s")
+	t.Logf("verify of a down environment took %v", time.Since(started).Round(time.Millisecond))
+	if down.code != ExitFailure {
+		t.Fatalf("exit %d, want 1\n%s%s", down.code, down.stdout, down.stderr)
+	}
+	var out struct {
+		Results []struct {
+			Name, Status, Message string
+			Attempts              int
+		}
+	}
+	if err := json.Unmarshal([]byte(down.stdout), &out); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, down.stdout)
+	}
+	seen := map[string]bool{}
+	for _, r := range out.Results {
+		seen[r.Name] = true
+		if r.Status != "fail" || r.Attempts != 1 {
+			t.Errorf("probe %s: %s after %d attempts (%s); want a failure reported after its first attempt", r.Name, r.Status, r.Attempts, r.Message)
+		}
+	}
+	for _, want := range []string{"web-health", "web-ready", "containers"} {
+		if !seen[want] {
+			t.Errorf("probe %s did not run: %+v", want, out.Results)
+		}
+	}
+
+	waited := obcd(t, dir, nil, "verify", "staging", "--json", "--no-docker", "--only", "web-health", "--wait", "3s")
+	if err := json.Unmarshal([]byte(waited.stdout), &out); err != nil || len(out.Results) != 1 {
+		t.Fatalf("--wait: %v\n%s", err, waited.stdout)
+	}
+	if waited.code != ExitFailure || out.Results[0].Attempts < 2 {
+		t.Errorf("--wait 3s: exit %d after %d attempts; want retries until the wait ends, then exit 1", waited.code, out.Results[0].Attempts)
 	}
 }

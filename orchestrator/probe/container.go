@@ -59,6 +59,8 @@ func containerCheck(ctx context.Context, cfg ContainerConfig) Attempt {
 		return Failed("listing the containers of project %q: %v", cfg.Project, err)
 	}
 	var problems []string
+	// Every problem holds now except a healthcheck still starting.
+	definite := false
 	running := map[string]int{} // service → running containers
 	total := 0
 	for _, summary := range containerSorted(listed.Items) {
@@ -74,6 +76,7 @@ func containerCheck(ctx context.Context, cfg ContainerConfig) Attempt {
 		problem := containerProblem(inspected.Container, cfg.MaxRestarts)
 		if problem != "" {
 			problems = append(problems, fmt.Sprintf("container %s %s", containerName(inspected.Container, summary), problem))
+			definite = definite || !strings.HasPrefix(problem, "health is starting")
 		}
 		if inspected.Container.State != nil && inspected.Container.State.Running {
 			running[summary.Labels[engine.LabelService]]++
@@ -82,13 +85,17 @@ func containerCheck(ctx context.Context, cfg ContainerConfig) Attempt {
 	for _, service := range cfg.Services {
 		if running[service] == 0 {
 			problems = append(problems, fmt.Sprintf("service %q has no running container", service))
+			definite = true
 		}
 	}
 	if total == 0 && len(cfg.Services) == 0 {
 		problems = append(problems, "no containers")
+		definite = true
 	}
 	if len(problems) > 0 {
-		return Failed("project %q: %s", cfg.Project, strings.Join(problems, "; "))
+		attempt := Failed("project %q: %s", cfg.Project, strings.Join(problems, "; "))
+		attempt.Definite = attempt.Definite || definite
+		return attempt
 	}
 	return Passed("project %q: %d containers running and healthy", cfg.Project, total)
 }

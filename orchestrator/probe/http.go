@@ -129,7 +129,7 @@ func (c *httpChecker) checkResponse(ctx context.Context) Attempt {
 		want = http.StatusOK
 	}
 	if resp.StatusCode != want {
-		return Failed("%s: expected status %d, got %d; body: %s", target, want, resp.StatusCode, httpExcerpt(body))
+		return Definitef("%s: expected status %d, got %d; body: %s", target, want, resp.StatusCode, httpExcerpt(body))
 	}
 	var problems []string
 	problems = append(problems, c.jsonProblems(body)...)
@@ -139,7 +139,7 @@ func (c *httpChecker) checkResponse(ctx context.Context) Attempt {
 	problems = append(problems, c.headerProblems(resp.Header)...)
 	problems = append(problems, c.csrfProblems(resp, body)...)
 	if len(problems) > 0 {
-		return Failed("%s: status %d, but %s; body: %s", target, resp.StatusCode, strings.Join(problems, "; "), httpExcerpt(body))
+		return Definitef("%s: status %d, but %s; body: %s", target, resp.StatusCode, strings.Join(problems, "; "), httpExcerpt(body))
 	}
 	return Passed("%s: %d", target, resp.StatusCode)
 }
@@ -210,10 +210,10 @@ func (c *httpChecker) checkRedirect(ctx context.Context) Attempt {
 	}
 	location := resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusMovedPermanently {
-		return Failed("%s: expected 301 to https://, got %d (Location %q); body: %s", target, resp.StatusCode, location, httpExcerpt(body))
+		return Definitef("%s: expected 301 to https://, got %d (Location %q); body: %s", target, resp.StatusCode, location, httpExcerpt(body))
 	}
 	if next, err := resp.Location(); err != nil || next.Scheme != "https" {
-		return Failed("%s: expected 301 to https://, got 301 to %q", target, location)
+		return Definitef("%s: expected 301 to https://, got 301 to %q", target, location)
 	}
 	return Passed("%s: 301 to %s", target, location)
 }
@@ -231,7 +231,7 @@ func (c *httpChecker) checkBadHost(ctx context.Context) Attempt {
 	case resp.StatusCode == http.StatusBadRequest:
 		return Passed("%s: %d", target, resp.StatusCode)
 	}
-	return Failed("%s: expected 400 or a dropped connection for a bad Host, got %d; body: %s", target, resp.StatusCode, httpExcerpt(body))
+	return Definitef("%s: expected 400 or a dropped connection for a bad Host, got %d; body: %s", target, resp.StatusCode, httpExcerpt(body))
 }
 
 // httpDropped reports whether err means the server hung up on the request or
@@ -261,7 +261,7 @@ func (c *httpChecker) checkCORS(ctx context.Context) Attempt {
 	if len(allowed) > 0 {
 		got = strconv.Quote(strings.Join(allowed, ", "))
 	}
-	return Failed("%s: expected Access-Control-Allow-Origin %q or \"*\", got %s (status %d); body: %s",
+	return Definitef("%s: expected Access-Control-Allow-Origin %q or \"*\", got %s (status %d); body: %s",
 		target, origin, got, resp.StatusCode, httpExcerpt(body))
 }
 
@@ -280,7 +280,7 @@ func (c *httpChecker) checkThrottle(ctx context.Context) Attempt {
 		}
 		statuses = append(statuses, resp.StatusCode)
 	}
-	return Failed("%s: expected 429 within %d requests, got %s", target, limit, httpTally(statuses))
+	return Definitef("%s: expected 429 within %d requests, got %s", target, limit, httpTally(statuses))
 }
 
 // do sends one request and returns the response with its body read (up to

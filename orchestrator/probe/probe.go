@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -33,6 +35,12 @@ type Attempt struct {
 	// Message says, on failure, what was expected and what came back
 	// (a status, a body excerpt, a lastError); on success, a short detail.
 	Message string
+	// Definite: it failed for a reason that holds now, not for want of
+	// time (the connection was refused, the name does not resolve, no
+	// container runs, the answer is not the expected one). A deploy's
+	// verification retries it all the same, since a service may still be
+	// starting; an on-demand check (RunOnDemand) reports it at once.
+	Definite bool
 }
 
 // Passed returns a passing attempt.
@@ -40,9 +48,33 @@ func Passed(format string, args ...any) Attempt {
 	return Attempt{Outcome: Pass, Message: fmt.Sprintf(format, args...)}
 }
 
-// Failed returns a failing attempt that may recover.
+// Failed returns a failing attempt that may recover. It is Definite when
+// one of args is an error that holds now (DefiniteError).
 func Failed(format string, args ...any) Attempt {
-	return Attempt{Outcome: Fail, Message: fmt.Sprintf(format, args...)}
+	definite := false
+	for _, arg := range args {
+		if err, ok := arg.(error); ok && DefiniteError(err) {
+			definite = true
+		}
+	}
+	return Attempt{Outcome: Fail, Message: fmt.Sprintf(format, args...), Definite: definite}
+}
+
+// Definitef returns a failing attempt whose reason holds now: an answer
+// that is not the expected one.
+func Definitef(format string, args ...any) Attempt {
+	return Attempt{Outcome: Fail, Message: fmt.Sprintf(format, args...), Definite: true}
+}
+
+// DefiniteError reports whether err is a failure that holds now: a
+// refused connection, an unreachable host or network, a name that does
+// not resolve. A timeout is not: the server may only be slow.
+func DefiniteError(err error) bool {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.IsNotFound
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
 }
 
 // Fatalf returns a failing attempt that retrying cannot fix.
@@ -132,6 +164,18 @@ func Run(ctx context.Context, specs []Spec) []Result {
 // RunNotify is Run, calling notify (from one goroutine at a time) as each
 // probe reaches its verdict, so callers can show progress.
 func RunNotify(ctx context.Context, specs []Spec, notify func(Result)) []Result {
+	return runAll(ctx, specs, notify, false)
+}
+
+// RunOnDemand is RunNotify for a check on demand (obcd verify): a probe
+// whose attempt fails for a definite reason, or fatally, has its verdict
+// at once, with no start period and no retry. A probe that only has not
+// answered yet is retried until ctx ends, as RunNotify does.
+func RunOnDemand(ctx context.Context, specs []Spec, notify func(Result)) []Result {
+	return runAll(ctx, specs, notify, true)
+}
+
+func runAll(ctx context.Context, specs []Spec, notify func(Result), onDemand bool) []Result {
 	results := make([]Result, len(specs))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -139,7 +183,7 @@ func RunNotify(ctx context.Context, specs []Spec, notify func(Result)) []Result 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = runOne(ctx, spec.withDefaults())
+			results[i] = runOne(ctx, spec.withDefaults(), onDemand)
 			if notify != nil {
 				mu.Lock()
 				notify(results[i])
@@ -152,8 +196,9 @@ func RunNotify(ctx context.Context, specs []Spec, notify func(Result)) []Result 
 }
 
 // runOne tries a probe until it passes SuccessThreshold times in a row,
-// fails fatally after its start period, or ctx ends.
-func runOne(ctx context.Context, spec Spec) Result {
+// fails fatally after its start period, or ctx ends. On demand, a
+// definite or fatal failure ends it at once.
+func runOne(ctx context.Context, spec Spec, onDemand bool) Result {
 	r := Result{Name: spec.Name, Kind: spec.Kind, Target: spec.Target, Component: spec.Component,
 		Critical: spec.Critical, Status: StatusPending, Message: "no result yet"}
 	start := time.Now()
@@ -178,6 +223,9 @@ func runOne(ctx context.Context, spec Spec) Result {
 			passes = 0
 			r.Status = StatusFail
 			if attempt.Outcome == Fatal && time.Since(start) >= spec.StartPeriod {
+				return r
+			}
+			if onDemand && (attempt.Outcome == Fatal || attempt.Definite) {
 				return r
 			}
 		}

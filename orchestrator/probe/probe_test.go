@@ -3,10 +3,14 @@ package probe
 import (
 	"context"
 	"flag"
+	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/obcd/obcd/internal/testsvc"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -139,5 +143,45 @@ func TestFailures_CriticalFirst(t *testing.T) {
 	}
 	if AllCriticalPassed(results) {
 		t.Error("a failed critical probe passed the verdict")
+	}
+}
+
+// TestRunOnDemand_ReportsADefiniteFailureAtOnceAndRetriesTheRest: on
+// demand, a refused connection or a wrong answer is the verdict after one
+// attempt; a failure with no definite reason (no answer yet) is retried
+// until it passes; the deploy's RunNotify retries both.
+func TestRunOnDemand_ReportsADefiniteFailureAtOnceAndRetriesTheRest(t *testing.T) {
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(testsvc.FreePort(t)))
+	_, dialErr := net.Dial("tcp", closed)
+	if !DefiniteError(dialErr) || !Failed("GET: %v", dialErr).Definite {
+		t.Fatalf("a refused connection (%v) is not definite", dialErr)
+	}
+	if DefiniteError(context.DeadlineExceeded) || !DefiniteError(&net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}) {
+		t.Error("a timeout must not be definite, and a name that does not resolve must be")
+	}
+	var slow atomic.Int32
+	specs := []Spec{
+		{Name: "refused", Check: CheckFunc(func(context.Context) Attempt { return Failed("GET: %v", dialErr) }), Interval: 10 * time.Millisecond},
+		{Name: "wrong", Check: CheckFunc(func(context.Context) Attempt { return Definitef("expected 200, got 503") }), Interval: 10 * time.Millisecond},
+		{Name: "slow", Check: CheckFunc(func(context.Context) Attempt {
+			if slow.Add(1) < 3 {
+				return Failed("not scraped yet")
+			}
+			return Passed("up")
+		}), Interval: 10 * time.Millisecond},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	results := RunOnDemand(ctx, specs, nil)
+	if results[0].Status != StatusFail || results[0].Attempts != 1 || results[1].Status != StatusFail || results[1].Attempts != 1 {
+		t.Errorf("definite failures: %+v %+v; want fail after one attempt each", results[0], results[1])
+	}
+	if results[2].Status != StatusPass || results[2].Attempts != 3 {
+		t.Errorf("a failure with no definite reason: %+v; want retried until it passed", results[2])
+	}
+	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelShort()
+	if deploy := RunNotify(short, specs[:1], nil); deploy[0].Attempts < 2 {
+		t.Errorf("a deploy's verification retries a refused connection: %+v", deploy[0])
 	}
 }
