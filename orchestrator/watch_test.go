@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/obcd/obcd/orchestrator/engine"
+	"github.com/obcd/obcd/orchestrator/probe"
 	"github.com/obcd/obcd/orchestrator/state"
 )
 
@@ -75,5 +76,27 @@ func TestDeploy_AReleaseBecomesStableOnlyAfterItsWatchWindow(t *testing.T) {
 	}
 	if len(watchEvents) < 2 || !strings.Contains(watchEvents[0], "for 1.5s") || !strings.Contains(watchEvents[len(watchEvents)-1], "held for 1.5s") {
 		t.Errorf("watch progress: %q", watchEvents)
+	}
+}
+
+// TestWatchRound_LeavesTheMonitoringPlaneToTheVerificationWindow: in the
+// watch window a failing critical probe of the release fails it, but a
+// failing Prometheus targets probe does not (right after a roll,
+// Prometheus's DNS discovery still lists only the replicas that left).
+func TestWatchRound_LeavesTheMonitoringPlaneToTheVerificationWindow(t *testing.T) {
+	failing := func(name, component string) probe.Spec {
+		return probe.Spec{Name: name, Component: component, Critical: true,
+			Check: probe.CheckFunc(func(context.Context) probe.Attempt { return probe.Fatalf("down") })}
+	}
+	passing := probe.Spec{Name: "web-ready", Component: probe.ComponentWeb, Critical: true,
+		Check: probe.CheckFunc(func(context.Context) probe.Attempt { return probe.Passed("200") })}
+	monitoring := probe.Plan{Specs: []probe.Spec{passing, failing("prometheus-targets", probe.ComponentPrometheus),
+		failing("alertmanager-ready", probe.ComponentAlertmanager)}}
+	if err := watchRound(context.Background(), monitoring); err != nil {
+		t.Errorf("a failing monitoring probe failed the watch: %v", err)
+	}
+	release := probe.Plan{Specs: []probe.Spec{passing, failing("redis-roundtrip", probe.ComponentRedis)}}
+	if err := watchRound(context.Background(), release); err == nil || !strings.Contains(err.Error(), "redis-roundtrip") {
+		t.Errorf("a failing probe of the release: %v, want the watch to fail naming it", err)
 	}
 }
