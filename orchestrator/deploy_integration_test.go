@@ -200,6 +200,15 @@ func (e *deployEnv) load() (stop func() (ok, failed int64)) {
 	}
 }
 
+// obcdCommand is the obcd binary run on the env's stack and state, with
+// the stack's version variable set to version.
+func (e *deployEnv) obcdCommand(t testing.TB, version string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(obcdBinary(t), append([]string{"-f", e.file, "--state-dir", filepath.Join(filepath.Dir(e.file), ".obcd"), "--no-color"}, args...)...)
+	cmd.Env = append(os.Environ(), "OBCD_VAR_VERSION="+version)
+	return cmd
+}
+
 func (e *deployEnv) webIDs() []string {
 	e.t.Helper()
 	containers, err := e.engine.Observe(context.Background(), e.project)
@@ -358,13 +367,7 @@ func TestDeploy_KilledHalfwayThenConverges(t *testing.T) {
 	if _, err := e.deployer("v1").Deploy(ctx, DeployOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	bin := obcdBinary(t)
-	stateDir := filepath.Join(filepath.Dir(e.file), ".obcd")
-	obcd := func(args ...string) *exec.Cmd {
-		cmd := exec.Command(bin, append([]string{"-f", e.file, "--state-dir", stateDir, "--no-color"}, args...)...)
-		cmd.Env = append(os.Environ(), "OBCD_VAR_VERSION=v2")
-		return cmd
-	}
+	obcd := func(args ...string) *exec.Cmd { return e.obcdCommand(t, "v2", args...) }
 
 	deploy := obcd("deploy", "staging", "--skip-checks")
 	stderr, err := deploy.StderrPipe()

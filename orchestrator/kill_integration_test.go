@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"math/rand/v2"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -28,13 +26,7 @@ func TestDeploy_KilledAtFiveRandomPointsUnderLoad(t *testing.T) {
 	if _, err := e.deployer("v1").Deploy(ctx, DeployOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	bin := obcdBinary(t)
-	stateDir := filepath.Join(filepath.Dir(e.file), ".obcd")
-	obcd := func(version string, args ...string) *exec.Cmd {
-		cmd := exec.Command(bin, append([]string{"-f", e.file, "--state-dir", stateDir, "--no-color"}, args...)...)
-		cmd.Env = append(os.Environ(), "OBCD_VAR_VERSION="+version)
-		return cmd
-	}
+	obcd := func(version string, args ...string) *exec.Cmd { return e.obcdCommand(t, version, args...) }
 	// A full deploy first, to count the lines of progress a deploy prints:
 	// the kills fall on random lines among them.
 	full, err := obcd("v2", "deploy", "staging", "--skip-checks", "--watch", "10s", "--keep", "20").CombinedOutput()

@@ -62,6 +62,15 @@ func rotateSecrets(password string) templates.MapSecrets {
 	return templates.MapSecrets{"django_secret_key": strings.Repeat("k", 64), "postgres_password": "superPass1", "obcms_user_password": password}
 }
 
+// rotateDeployer deploys version of rotateStack to eng with password as
+// the app user's.
+func rotateDeployer(t *testing.T, eng *memEngine, store state.Store, version, password string) *Deployer {
+	t.Helper()
+	d := memDeployerFrom(t, eng, rotateStack, version)
+	d.Store, d.Secrets = store, rotateSecrets(password)
+	return d
+}
+
 // TestDeploy_ARotatedPasswordReloadsTheDatabaseAndThePoolInPlace: after a
 // password changes, the plan reloads roles.sql in the running primary and
 // the userlist in the running PgBouncer, in that order, and rolls web
@@ -70,11 +79,7 @@ func rotateSecrets(password string) templates.MapSecrets {
 func TestDeploy_ARotatedPasswordReloadsTheDatabaseAndThePoolInPlace(t *testing.T) {
 	eng, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	ctx := context.Background()
-	deployer := func(password string) *Deployer {
-		d := memDeployerFrom(t, eng, rotateStack, "v1")
-		d.Store, d.Secrets = store, rotateSecrets(password)
-		return d
-	}
+	deployer := func(password string) *Deployer { return rotateDeployer(t, eng, store, "v1", password) }
 	if _, err := deployer("oldPass1").Deploy(ctx, DeployOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +147,7 @@ func TestDeploy_ARotatedPasswordReloadsTheDatabaseAndThePoolInPlace(t *testing.T
 func TestDeploy_AFailedReloadRollsBack(t *testing.T) {
 	eng, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	ctx := context.Background()
-	deployer := func(password string) *Deployer {
-		d := memDeployerFrom(t, eng, rotateStack, "v1")
-		d.Store, d.Secrets = store, rotateSecrets(password)
-		return d
-	}
+	deployer := func(password string) *Deployer { return rotateDeployer(t, eng, store, "v1", password) }
 	if _, err := deployer("oldPass1").Deploy(ctx, DeployOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -172,11 +173,7 @@ func TestDeploy_AFailedReloadRollsBack(t *testing.T) {
 func TestRollback_AfterARotationLogsInWithTodaysPassword(t *testing.T) {
 	eng, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
 	ctx := context.Background()
-	deployer := func(version, password string) *Deployer {
-		d := memDeployerFrom(t, eng, rotateStack, version)
-		d.Store, d.Secrets = store, rotateSecrets(password)
-		return d
-	}
+	deployer := func(version, password string) *Deployer { return rotateDeployer(t, eng, store, version, password) }
 	before, err := deployer("v1", "oldPass1").Deploy(ctx, DeployOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -46,12 +46,10 @@ func TestSecretsRotate_ChangesOneValueAndPrintsNone(t *testing.T) {
 			if !strings.HasPrefix(afterLines[i], "OBCD_SECRET_OBCMS_USER_PASSWORD=") {
 				t.Errorf("rotation changed another line: %q", afterLines[i])
 			}
-			for _, r := range []result{rotated} {
-				_, old, _ := strings.Cut(beforeLines[i], "=")
-				_, now, _ := strings.Cut(afterLines[i], "=")
-				if strings.Contains(r.stdout+r.stderr, old) || strings.Contains(r.stdout+r.stderr, now) {
-					t.Error("a secret value appears in rotate's output")
-				}
+			_, old, _ := strings.Cut(beforeLines[i], "=")
+			_, now, _ := strings.Cut(afterLines[i], "=")
+			if strings.Contains(rotated.stdout+rotated.stderr, old) || strings.Contains(rotated.stdout+rotated.stderr, now) {
+				t.Error("a secret value appears in rotate's output")
 			}
 		}
 	}
