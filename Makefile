@@ -7,8 +7,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: build demo demo-down render test unit e2e e2e-images deps fuzz bench bench-e2e fmt vet clean
 
-build: ## build ./obcd
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o obcd ./cmd/obcd
+build: ## build ./obcd, static (CGO_ENABLED=0): the in-network agent runs this same binary in a FROM-scratch container
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o obcd ./cmd/obcd
 
 demo: build deps e2e-images ## the main job on the bundled stack: secrets, the strict gate, a deploy of staging on this machine's Docker engine, and its proof
 	./obcd secrets init $(ENV) --stack $(STACK)
@@ -27,7 +27,7 @@ render: build ## every staging artifact of the full OBCMS example (stacks/obcms.
 deps: ## install the Debian packages the tests run against (idempotent)
 	bash .ci/deps
 
-test: deps unit ## install what the tests need, run every test against the real tools, then the end-to-end scenario whenever a Docker engine answers
+test: deps unit fuzz ## install what the tests need, run every test against the real tools, fuzz the loader and the stack generator for a minute each, then the end-to-end scenario whenever a Docker engine answers
 	@if docker version >/dev/null 2>&1; then \
 		$(MAKE) --no-print-directory e2e; \
 	else \
@@ -45,11 +45,15 @@ e2e-images: ## build the end-to-end images from Debian packages (debootstrap; ca
 e2e: e2e-images ## the end-to-end scenario on the real engine: deploy, verify, upgrade and break under load, restore, roll back
 	$(GO) test -tags e2e -count=1 -v -timeout 45m -run TestE2E ./cmd/obcd
 
-fuzz: ## fuzz the stack loader for a minute
-	$(GO) test ./hcl -run '^$$' -fuzz FuzzLoad -fuzztime 60s
+FUZZTIME ?= 60s
 
-bench: ## render benchmarks
+fuzz: ## fuzz the loader with bytes, then load, validate, render and the real tools with generated stacks, FUZZTIME each (60s; a long run: make fuzz FUZZTIME=10m)
+	$(GO) test ./hcl -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/stackgen -run '^$$' -fuzz FuzzStack -fuzztime $(FUZZTIME)
+
+bench: ## render benchmarks, and validate and render on 10 MB stacks of each shape (CPU time and peak memory a run)
 	$(GO) test ./templates -run '^$$' -bench . -benchmem
+	$(GO) test ./cmd/obcd -run '^$$' -bench BenchmarkCommand_10MBStacks -benchtime 3x
 
 bench-e2e: ## obcd against docker-compose on the e2e stack: deploy times and failed requests (docs/benchmarks.md)
 	bash bench/e2e.sh

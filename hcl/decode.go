@@ -139,7 +139,7 @@ func (d *decoder) resolveService(expr hcl.Expression, attrName string, want ...K
 		Severity: hcl.DiagError,
 		Summary:  "Wrong kind of service",
 		Detail: fmt.Sprintf("The %s argument needs a %s service, but service %q is a %s (declared at %s).",
-			attrName, joinKinds(want), name, header.kind, header.declRange.String()),
+			attrName, joinKinds(want), name, header.kind, at(header.declRange)),
 		Subject: expr.Range().Ptr(),
 	})
 	return ""

@@ -2,8 +2,11 @@ package hcl
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
@@ -14,9 +17,59 @@ import (
 
 // functions returns the functions a stack file can call: the go-cty
 // standard library, HCL's try and can, and obcd's env and file.
-// baseDir resolves relative paths given to file(); lookupEnv reads the
-// process environment (tests pass their own).
-func functions(baseDir string, lookupEnv func(string) (string, bool)) map[string]function.Function {
+// baseDir resolves relative paths given to file(), which reads only
+// inside it and allowFile's directories; lookupEnv reads the
+// process environment (tests pass their own). What file() and env()
+// return is noted in reads, so that no diagnostic prints it.
+func functions(baseDir string, allowFile []string, lookupEnv func(string) (string, bool), reads *outsideReads) map[string]function.Function {
+	funcs := allFunctions(baseDir, allowFile, lookupEnv)
+	funcs["file"], funcs["env"] = reads.recording(funcs["file"]), reads.recording(funcs["env"])
+	for name, f := range funcs {
+		if !passesSecrets[name] {
+			funcs[name] = refusingSecrets(name, f)
+		}
+	}
+	return funcs
+}
+
+// passesSecrets are the functions that may take a secret: they return it
+// as it is, never its value in another form.
+var passesSecrets = map[string]bool{"try": true, "can": true, "coalesce": true}
+
+// refusingSecrets is f, refusing any argument that holds a secret: every
+// other function would turn it into a string, a JSON document or the
+// like (jsonencode(secret.x) rendered as '{}'), where its value would
+// end up in a rendered file.
+func refusingSecrets(name string, f function.Function) function.Function {
+	return function.New(&function.Spec{
+		Description: f.Description(),
+		Params:      f.Params(),
+		VarParam:    f.VarParam(),
+		Type: func(args []cty.Value) (cty.Type, error) {
+			for i, arg := range args {
+				if ref := secretIn(arg); ref != "" {
+					return cty.NilType, function.NewArgErrorf(i, "%s cannot be passed to %s(): a secret goes only to an argument that takes one (password, secret_key, ...), so that its value never ends up in a rendered file", ref, name)
+				}
+			}
+			return f.ReturnTypeForValues(args)
+		},
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) { return f.Call(args) },
+	})
+}
+
+// secretIn names a secret held anywhere in v (secret.<name>), or "".
+func secretIn(v cty.Value) string {
+	found := ""
+	_ = cty.Walk(v, func(_ cty.Path, val cty.Value) (bool, error) {
+		if found == "" && val.Type().Equals(secretRefType) && val.IsKnown() && !val.IsNull() {
+			found = "secret." + val.EncapsulatedValue().(*secretRef).name
+		}
+		return found == "", nil
+	})
+	return found
+}
+
+func allFunctions(baseDir string, allowFile []string, lookupEnv func(string) (string, bool)) map[string]function.Function {
 	return map[string]function.Function{
 		"abs":        stdlib.AbsoluteFunc,
 		"can":        tryfunc.CanFunc,
@@ -29,12 +82,12 @@ func functions(baseDir string, lookupEnv func(string) (string, bool)) map[string
 		"distinct":   stdlib.DistinctFunc,
 		"element":    stdlib.ElementFunc,
 		"env":        envFunc(lookupEnv),
-		"file":       fileFunc(baseDir),
+		"file":       fileFunc(baseDir, allowFile),
 		"flatten":    stdlib.FlattenFunc,
 		"floor":      stdlib.FloorFunc,
 		"format":     stdlib.FormatFunc,
 		"formatlist": stdlib.FormatListFunc,
-		"indent":     stdlib.IndentFunc,
+		"indent":     boundedIndent,
 		"join":       stdlib.JoinFunc,
 		"jsondecode": stdlib.JSONDecodeFunc,
 		"jsonencode": stdlib.JSONEncodeFunc,
@@ -48,7 +101,7 @@ func functions(baseDir string, lookupEnv func(string) (string, bool)) map[string
 		"range":      stdlib.RangeFunc,
 		"regex":      stdlib.RegexFunc,
 		"regexall":   stdlib.RegexAllFunc,
-		"replace":    stdlib.ReplaceFunc,
+		"replace":    boundedReplace,
 		"reverse":    stdlib.ReverseListFunc,
 		"setunion":   stdlib.SetUnionFunc,
 		"slice":      stdlib.SliceFunc,
@@ -100,8 +153,51 @@ func envFunc(lookupEnv func(string) (string, bool)) function.Function {
 	})
 }
 
+// MaxFunctionString bounds the string indent() and replace() may
+// build: the result is allocated at once, and an allocation the machine
+// cannot hold is a fatal error no bound on the heap can catch.
+const MaxFunctionString = 64 << 20
+
+// boundedIndent is indent, refusing a count of spaces that would build a
+// string longer than MaxFunctionString.
+var boundedIndent = function.New(&function.Spec{
+	Description: stdlib.IndentFunc.Description(),
+	Params:      stdlib.IndentFunc.Params(),
+	Type:        function.StaticReturnType(cty.String),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		spaces, _ := args[0].AsBigFloat().Int64()
+		lines := int64(strings.Count(args[1].AsString(), "\n"))
+		if spaces < 0 || spaces > MaxFunctionString || spaces*lines > MaxFunctionString {
+			return cty.NilVal, function.NewArgErrorf(0, "indent by %s spaces over %d lines would build more than %d MB", args[0].AsBigFloat().String(), lines+1, MaxFunctionString>>20)
+		}
+		return stdlib.IndentFunc.Call(args)
+	},
+})
+
+// boundedReplace is replace, refusing a replacement that would build a
+// string longer than MaxFunctionString.
+var boundedReplace = function.New(&function.Spec{
+	Description: stdlib.ReplaceFunc.Description(),
+	Params:      stdlib.ReplaceFunc.Params(),
+	Type:        function.StaticReturnType(cty.String),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		str, substr, repl := args[0].AsString(), args[1].AsString(), args[2].AsString()
+		if grow := len(repl) - len(substr); grow > 0 && substr != "" && len(str)+strings.Count(str, substr)*grow > MaxFunctionString {
+			return cty.NilVal, function.NewArgErrorf(2, "this replacement would build more than %d MB", MaxFunctionString>>20)
+		}
+		return stdlib.ReplaceFunc.Call(args)
+	},
+})
+
+// MaxFileSize bounds what file() reads: configuration, not data.
+const MaxFileSize = 1 << 20
+
 // fileFunc reads a UTF-8 file, relative to the stack file's directory.
-func fileFunc(baseDir string) function.Function {
+// It reads only a regular file (not a device, a FIFO or a directory) of
+// at most MaxFileSize, inside the stack file's directory or one of
+// allowed (--allow-file), after following symlinks: what it reads can
+// end up in a world-readable rendered file.
+func fileFunc(baseDir string, allowed []string) function.Function {
 	return function.New(&function.Spec{
 		Description: "Returns the contents of a file, relative to the stack file.",
 		Params:      []function.Parameter{{Name: "path", Type: cty.String}},
@@ -111,9 +207,9 @@ func fileFunc(baseDir string) function.Function {
 			if !filepath.IsAbs(path) {
 				path = filepath.Join(baseDir, path)
 			}
-			data, err := os.ReadFile(path)
+			data, err := readConfined(path, append([]string{baseDir}, allowed...))
 			if err != nil {
-				return cty.NilVal, function.NewArgErrorf(0, "cannot read %s: %s", path, describeFileError(err))
+				return cty.NilVal, function.NewArgError(0, err)
 			}
 			if !utf8.Valid(data) {
 				return cty.NilVal, function.NewArgErrorf(0, "%s is not valid UTF-8 text", path)
@@ -121,6 +217,67 @@ func fileFunc(baseDir string) function.Function {
 			return cty.StringVal(string(data)), nil
 		},
 	})
+}
+
+// readConfined reads path if, symlinks followed, it is a regular file
+// of at most MaxFileSize inside one of dirs.
+func readConfined(path string, dirs []string) ([]byte, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %s", path, describeFileError(err))
+	}
+	inside := false
+	for _, dir := range dirs {
+		realDir, err := filepath.EvalSymlinks(dir)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(realDir, real); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			inside = true
+			break
+		}
+	}
+	if !inside {
+		stackDir, _ := filepath.Abs(dirs[0])
+		return nil, fmt.Errorf("%s is outside the stack file's directory %s; file() reads only files there, so that nothing else on this machine ends up in a rendered file (pass --allow-file DIR to allow another directory)", path, stackDir)
+	}
+	// Non-blocking, so that opening a FIFO nobody writes returns at once
+	// and is refused below as not a regular file, rather than waiting.
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %s", path, describeFileError(err))
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %s", path, describeFileError(err))
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not a regular file; file() reads only regular files", path, fileKind(info.Mode()))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %s", path, describeFileError(err))
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes; file() reads configuration, not data", path, MaxFileSize)
+	}
+	return data, nil
+}
+
+func fileKind(mode os.FileMode) string {
+	switch {
+	case mode.IsDir():
+		return "a directory"
+	case mode&os.ModeDevice != 0:
+		return "a device"
+	case mode&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case mode&os.ModeSocket != 0:
+		return "a socket"
+	default:
+		return "a special file"
+	}
 }
 
 func describeFileError(err error) string {

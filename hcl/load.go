@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -33,6 +32,9 @@ type Options struct {
 	// it deploys, and the release version, instead of the stack's version
 	// (deploy --image TAG).
 	AppTag string
+	// AllowFile are directories file() may read besides the stack
+	// file's own (--allow-file DIR).
+	AllowFile []string
 }
 
 // Loader parses and evaluates stack files, and remembers their sources
@@ -40,6 +42,11 @@ type Options struct {
 type Loader struct {
 	parser *hclparse.Parser
 	opts   Options
+	// private are the files readable by their owner alone (0600, 0400):
+	// a diagnostic shows no line of one.
+	private map[string]bool
+	// reads are what file() and env() returned, redacted from diagnostics.
+	reads *outsideReads
 }
 
 // NewLoader returns a loader that evaluates for the given options.
@@ -47,7 +54,7 @@ func NewLoader(opts Options) *Loader {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	return &Loader{parser: hclparse.NewParser(), opts: opts}
+	return &Loader{parser: hclparse.NewParser(), opts: opts, private: map[string]bool{}, reads: &outsideReads{}}
 }
 
 // Load reads, parses and evaluates the stack file at path. It returns
@@ -55,6 +62,9 @@ func NewLoader(opts Options) *Loader {
 // the diagnostics hold an error.
 func (l *Loader) Load(path string) (*Stack, hcl.Diagnostics) {
 	src, err := os.ReadFile(path)
+	if info, serr := os.Stat(path); err == nil && serr == nil && info.Mode().Perm()&0o077 == 0 {
+		l.private[path] = true
+	}
 	if err != nil {
 		return nil, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -68,13 +78,22 @@ func (l *Loader) Load(path string) (*Stack, hcl.Diagnostics) {
 
 // LoadSource is Load for a source already in memory.
 func (l *Loader) LoadSource(filename string, src []byte) (*Stack, hcl.Diagnostics) {
-	file, diags := l.parser.ParseHCL(src, filename)
-	if diags.HasErrors() {
+	if diags := checkNotSecrets(filename, src); diags.HasErrors() {
 		return nil, diags
 	}
-	d := newDecoder(filename, l.opts)
+	if diags := checkNesting(filename, src); diags.HasErrors() {
+		l.parser.AddFile(filename, &hcl.File{Bytes: src}) // for the diagnostic's snippet
+		return nil, diags
+	}
+	file, diags := l.parser.ParseHCL(src, filename)
+	if diags.HasErrors() {
+		return nil, firstSyntaxError(diags)
+	}
+	d := newDecoder(filename, l.opts, l.reads)
 	stack := d.decode(file.Body)
-	diags = append(diags, d.diags...)
+	diags = append(diags, dropFollowOns(d.diags)...)
+	diags = firstDiagnostics(diags)
+	l.reads.redactDiagnostics(diags)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -84,12 +103,6 @@ func (l *Loader) LoadSource(filename string, src []byte) (*Stack, hcl.Diagnostic
 		stack.useAppTag(l.opts.AppTag)
 	}
 	return stack, diags
-}
-
-// WriteDiagnostics prints diagnostics with file:line:col, a source
-// snippet and the detail that says how to fix each one.
-func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, color bool) error {
-	return hcl.NewDiagnosticTextWriter(w, l.parser.Files(), 100, color).WriteDiagnostics(diags)
 }
 
 // decoder holds the state of one evaluation. Its phases run in order:
@@ -111,8 +124,10 @@ type decoder struct {
 	environment map[string]cty.Value
 	envBlock    *hcl.Block
 	overrides   overrides
-	// evalContextCache is the full context, once built.
-	evalContextCache *hcl.EvalContext
+	// evalContextCache is the full context, once built, and
+	// localContextCache the one of variables, locals and environment.
+	evalContextCache  *hcl.EvalContext
+	localContextCache *hcl.EvalContext
 }
 
 // overrides are the override blocks of the selected environment.
@@ -123,11 +138,11 @@ type overrides struct {
 	monitoring *hcl.Block
 }
 
-func newDecoder(filename string, opts Options) *decoder {
+func newDecoder(filename string, opts Options, reads *outsideReads) *decoder {
 	return &decoder{
 		filename: filename,
 		opts:     opts,
-		funcs:    functions(filepath.Dir(filename), opts.LookupEnv),
+		funcs:    functions(filepath.Dir(filename), opts.AllowFile, opts.LookupEnv, reads),
 		blocks:   map[string][]*hcl.Block{},
 	}
 }
@@ -236,9 +251,9 @@ func duplicate(what, name string, first, second hcl.Range) *hcl.Diagnostic {
 		Severity: hcl.DiagError,
 		Summary:  "Duplicate " + label,
 		Detail: fmt.Sprintf("%s is defined twice: first at %s, again here at %s. Remove one of them, or rename it.",
-			capitalize(label), first.String(), second.String()),
+			capitalize(label), at(first), at(second)),
 		Subject: second.Ptr(),
-		Context: hcl.RangeOver(first, second).Ptr(),
+		Extra:   firstPlace{first},
 	}
 }
 
@@ -260,6 +275,7 @@ func (d *decoder) selectEnvironment() {
 			"docker_host": cty.StringVal(""),
 			"public_url":  cty.StringVal(""),
 			"watch":       cty.StringVal(DefaultWatch.String()),
+			"tier":        cty.StringVal(TierByName(d.opts.Environment)),
 		}
 		return
 	}
@@ -277,9 +293,11 @@ func (d *decoder) selectEnvironment() {
 		"domain":      d.evalString(content.Attributes["domain"], ctx, ""),
 		"docker_host": d.evalString(content.Attributes["docker_host"], ctx, "unix:///var/run/docker.sock"),
 		"watch":       d.evalString(content.Attributes["watch"], ctx, DefaultWatch.String()),
+		"tier":        d.evalString(content.Attributes["tier"], ctx, TierByName(d.opts.Environment)),
 	}
 	domain := d.environment["domain"].AsString()
 	d.environment["public_url"] = d.evalString(content.Attributes["public_url"], ctx, "https://"+domain)
+	d.checkEnvironment(content)
 	d.overrides.services = map[string]*hcl.Block{}
 	d.overrides.probes = map[string]*hcl.Block{}
 	for _, block := range content.Blocks {
@@ -336,76 +354,20 @@ func unknownEnvironment(name string, envs []*hcl.Block, filename string) *hcl.Di
 	}
 }
 
-// evalLocals evaluates locals in dependency order, so a local may refer
-// to another regardless of where it is written. A cycle is reported.
-func (d *decoder) evalLocals() {
-	pending := map[string]*hcl.Attribute{}
-	for _, block := range d.blocks[blockLocals] {
-		attrs, _ := block.Body.JustAttributes()
-		for name, attr := range attrs {
-			if _, dup := pending[name]; !dup {
-				pending[name] = attr
-			}
-		}
-	}
-	d.locals = map[string]cty.Value{}
-	for len(pending) > 0 {
-		progressed := false
-		for _, name := range slices.Sorted(maps.Keys(pending)) {
-			attr := pending[name]
-			if !d.localDepsReady(attr, pending) {
-				continue
-			}
-			value, diags := attr.Expr.Value(d.localContext())
-			d.addDiags(diags)
-			if diags.HasErrors() {
-				value = cty.DynamicVal
-			}
-			d.locals[name] = value
-			delete(pending, name)
-			progressed = true
-		}
-		if !progressed {
-			for _, name := range slices.Sorted(maps.Keys(pending)) {
-				d.diags = append(d.diags, &hcl.Diagnostic{
-					Severity: hcl.DiagError,
-					Summary:  "Cycle in local values",
-					Detail:   fmt.Sprintf("local.%s depends, directly or through other locals, on itself. Break the cycle by computing one of them from variables instead.", name),
-					Subject:  pending[name].NameRange.Ptr(),
-				})
-				d.locals[name] = cty.DynamicVal
-			}
-			return
-		}
-	}
-}
-
-func (d *decoder) localDepsReady(attr *hcl.Attribute, pending map[string]*hcl.Attribute) bool {
-	for _, traversal := range attr.Expr.Variables() {
-		if traversal.RootName() != rootLocal || len(traversal) < 2 {
-			continue
-		}
-		if step, ok := traversal[1].(hcl.TraverseAttr); ok {
-			if _, waiting := pending[step.Name]; waiting && step.Name != attr.Name {
-				return false
-			}
-			if step.Name == attr.Name {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 func (d *decoder) localContext() *hcl.EvalContext {
-	return &hcl.EvalContext{
-		Variables: map[string]cty.Value{
-			rootVar:         cty.ObjectVal(d.vars),
-			rootLocal:       cty.ObjectVal(d.locals),
-			rootEnvironment: cty.ObjectVal(d.environment),
-		},
-		Functions: d.funcs,
+	// Built once, after the locals: each block is decoded in it, and
+	// building it costs as many steps as there are locals.
+	if d.localContextCache == nil {
+		d.localContextCache = &hcl.EvalContext{
+			Variables: map[string]cty.Value{
+				rootVar:         cty.ObjectVal(d.vars),
+				rootLocal:       cty.ObjectVal(d.locals),
+				rootEnvironment: cty.ObjectVal(d.environment),
+			},
+			Functions: d.funcs,
+		}
 	}
+	return d.localContextCache
 }
 
 // evalContext is the full context every block is decoded in.
@@ -422,7 +384,8 @@ func (d *decoder) evalContext() *hcl.EvalContext {
 	for name := range d.declared.secrets {
 		secrets[name] = cty.CapsuleVal(secretRefType, &secretRef{name: name})
 	}
-	ctx := d.localContext()
+	local := d.localContext()
+	ctx := &hcl.EvalContext{Variables: maps.Clone(local.Variables), Functions: local.Functions}
 	ctx.Variables[rootService] = cty.ObjectVal(services)
 	ctx.Variables[rootSecret] = cty.ObjectVal(secrets)
 	return ctx

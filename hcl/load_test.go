@@ -122,8 +122,9 @@ func TestLoad_DuplicatePointsAtBothBlocks(t *testing.T) {
 func TestLoad_DuplicateWaiverPointsAtBothBlocks(t *testing.T) {
 	_, diags, _ := loadFixture(t, "waive_duplicate.hcl", "staging")
 	d := diags[0]
-	if d.Subject.Start.Line != 11 || d.Context == nil || d.Context.Start.Line != 7 {
-		t.Errorf("subject line %d, context %v: want the second block at 11 and a context from the first at 7", d.Subject.Start.Line, d.Context)
+	first, ok := d.Extra.(firstPlace)
+	if d.Subject.Start.Line != 11 || !ok || first.Start.Line != 7 {
+		t.Errorf("subject line %d, extra %v: want the second block at 11 and the first place at 7", d.Subject.Start.Line, d.Extra)
 	}
 	if !strings.Contains(d.Detail, "waive_duplicate.hcl:7") {
 		t.Errorf("detail %q does not name the first block at line 7", d.Detail)

@@ -28,6 +28,13 @@ type Stack struct {
 	Domain      string // public DNS name of this environment
 	DockerHost  string // Docker endpoint, e.g. unix:///var/run/docker.sock or ssh://deploy@host
 	PublicURL   string // where users reach the site; default https://<domain>
+	// Tier is what the environment is (TierProduction, TierStaging or
+	// TierDevelopment): it decides which rules apply. The environment's
+	// tier attribute, else TierByName.
+	Tier string
+	// TierRange is where the environment declares its tier; its Filename
+	// is empty when the tier comes from the environment's name.
+	TierRange hcl.Range
 	// Watch is how long a deploy keeps watching a release after the
 	// switch before it calls it stable (environment's watch, DefaultWatch).
 	Watch time.Duration

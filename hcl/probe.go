@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"time"
 
@@ -119,6 +120,16 @@ func (d *decoder) probeConfig(name string, pb *probeBlock, block *hcl.Block) *Pr
 		ThrottleAfter: pb.ThrottleAfter, CORSOrigin: pb.CORSOrigin, Insecure: pb.Insecure,
 		MaxLagBytes: pb.MaxLagBytes, ExpectedMigrations: pb.ExpectedMigrations,
 		DeclRange: block.DefRange,
+	}
+	if pb.URL != nil {
+		if u, err := url.Parse(*pb.URL); err != nil || u.Scheme == "" || u.Hostname() == "" {
+			d.diags = append(d.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid probe url",
+				Detail:   fmt.Sprintf("Probe %q: url %q is not an absolute URL with a scheme and a host, such as https://obcms.example.org/health/.", name, *pb.URL),
+				Subject:  block.DefRange.Ptr(),
+			})
+		}
 	}
 	if exprIsSet(pb.Target) {
 		pc.Target = d.resolveService(pb.Target, "target", Kinds...)

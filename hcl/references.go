@@ -45,26 +45,33 @@ func checkReferences(body hcl.Body, declared *names) (hcl.Diagnostics, []hcl.Ran
 	return diags, reported
 }
 
+// namesIn gives a map's names, sorted (for an error only: sorting them
+// per reference made references quadratic), and a membership test.
+func namesIn[V any](m map[string]V) (func() []string, func(string) bool) {
+	return func() []string { return slices.Sorted(maps.Keys(m)) }, func(name string) bool { _, ok := m[name]; return ok }
+}
+
 func checkTraversal(traversal hcl.Traversal, declared *names) *hcl.Diagnostic {
 	root := traversal.RootName()
 	var kind, declareHint string
-	var known []string
+	var known func() []string // sorted, computed only for the error
+	var has func(string) bool
 	switch root {
 	case rootVar:
-		kind, known = "variable", slices.Sorted(maps.Keys(declared.variables))
-		declareHint = `Declare it with a block: variable "%s" { type = string }.`
+		kind, declareHint = "variable", `Declare it with a block: variable "%s" { type = string }.`
+		known, has = namesIn(declared.variables)
 	case rootLocal:
-		kind, known = "local value", slices.Sorted(maps.Keys(declared.locals))
-		declareHint = `Define it in a locals block: locals { %s = ... }.`
+		kind, declareHint = "local value", `Define it in a locals block: locals { %s = ... }.`
+		known, has = namesIn(declared.locals)
 	case rootService:
-		kind, known = "service", slices.Sorted(maps.Keys(declared.services))
-		declareHint = `Declare it with a block: service "<kind>" "%s" { ... }.`
+		kind, declareHint = "service", `Declare it with a block: service "<kind>" "%s" { ... }.`
+		known, has = namesIn(declared.services)
 	case rootSecret:
-		kind, known = "secret", slices.Sorted(maps.Keys(declared.secrets))
-		declareHint = `Declare it with a block: secret "%s" {}.`
+		kind, declareHint = "secret", `Declare it with a block: secret "%s" {}.`
+		known, has = namesIn(declared.secrets)
 	case rootEnvironment:
-		kind, known = "environment attribute", environmentAttrs
-		declareHint = ""
+		kind = "environment attribute"
+		known, has = func() []string { return environmentAttrs }, func(name string) bool { return slices.Contains(environmentAttrs, name) }
 	default:
 		return nil
 	}
@@ -85,17 +92,16 @@ func checkTraversal(traversal hcl.Traversal, declared *names) *hcl.Diagnostic {
 			Subject:  traversal.SourceRange().Ptr(),
 		}
 	}
-	for _, name := range known {
-		if name == attr.Name {
-			return nil
-		}
+	if has(attr.Name) {
+		return nil
 	}
+	names := known()
 	detail := fmt.Sprintf("There is no %s named %q.", kind, attr.Name)
-	if suggestion := nameSuggestion(attr.Name, known); suggestion != "" {
+	if suggestion := nameSuggestion(attr.Name, names); suggestion != "" {
 		detail += fmt.Sprintf(" Did you mean %q?", suggestion)
 	}
-	if len(known) > 0 {
-		detail += fmt.Sprintf(" Declared: %s.", strings.Join(known, ", "))
+	if len(names) > 0 {
+		detail += fmt.Sprintf(" Declared: %s.", strings.Join(names, ", "))
 	}
 	if declareHint != "" {
 		detail += " " + fmt.Sprintf(declareHint, attr.Name)
@@ -139,6 +145,42 @@ func dropReported(diags hcl.Diagnostics, reported []hcl.Range) hcl.Diagnostics {
 		out = append(out, d)
 	}
 	return out
+}
+
+// dropFollowOns drops the "value must be known" error that follows an
+// expression's own error (a failing function call leaves its value
+// unknown): it says nothing the first one did not.
+func dropFollowOns(diags hcl.Diagnostics) hcl.Diagnostics {
+	var failed []hcl.Range
+	for _, d := range diags {
+		if r := expressionRange(d); d.Severity == hcl.DiagError && r != nil && !isUnknownValueError(d) {
+			failed = append(failed, *r)
+		}
+	}
+	if len(failed) == 0 {
+		return diags
+	}
+	out := diags[:0:0]
+	for _, d := range diags {
+		if r := expressionRange(d); isUnknownValueError(d) && r != nil && coveredBy(*r, failed) {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// expressionRange is the whole expression a diagnostic is about: its
+// context, or else its subject.
+func expressionRange(d *hcl.Diagnostic) *hcl.Range {
+	if d.Context != nil {
+		return d.Context
+	}
+	return d.Subject
+}
+
+func isUnknownValueError(d *hcl.Diagnostic) bool {
+	return d.Summary == "Unsuitable value type" && strings.Contains(d.Detail, "must be known")
 }
 
 func coveredBy(subject hcl.Range, ranges []hcl.Range) bool {

@@ -59,6 +59,7 @@ var environmentSchema = &hcl.BodySchema{
 		{Name: "docker_host"},
 		{Name: "public_url"},
 		{Name: "watch"},
+		{Name: "tier"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: blockService, LabelNames: []string{"name"}},
@@ -70,4 +71,4 @@ var environmentSchema = &hcl.BodySchema{
 
 // environmentAttrs are the attributes of the `environment` object that
 // expressions can read.
-var environmentAttrs = []string{"name", "domain", "docker_host", "public_url"}
+var environmentAttrs = []string{"name", "domain", "docker_host", "public_url", "tier"}

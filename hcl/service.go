@@ -17,10 +17,22 @@ type serviceHeader struct {
 	declRange hcl.Range
 }
 
+// MaxServices bounds the services of one stack.
+const MaxServices = 1000
+
 // declareServices collects `service "<kind>" "<name>"` headers, rejecting
 // unknown kinds and names used twice (across kinds, since names are DNS
 // names on one network).
 func (d *decoder) declareServices() {
+	if blocks := d.blocks[blockService]; len(blocks) > MaxServices {
+		d.diags = append(d.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Too many services",
+			Detail:   fmt.Sprintf("The stack declares %d services; obcd runs at most %d in one stack (OBCMS has 20). Split the stack, or use replicas for copies of one service.", len(blocks), MaxServices),
+			Subject:  blocks[MaxServices].DefRange.Ptr(),
+		})
+		d.blocks[blockService] = blocks[:MaxServices] // the rest would only cost time
+	}
 	for _, block := range d.blocks[blockService] {
 		kind, name := Kind(block.Labels[0]), block.Labels[1]
 		if !knownKind(kind) {

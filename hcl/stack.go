@@ -38,8 +38,12 @@ func (d *decoder) decodeStack(stack *Stack) {
 	stack.Domain = d.environment["domain"].AsString()
 	stack.DockerHost = d.environment["docker_host"].AsString()
 	stack.PublicURL = d.environment["public_url"].AsString()
+	stack.Tier = d.environment["tier"].AsString()
 	if d.envBlock != nil {
 		stack.EnvRange = d.envBlock.DefRange
+		if r, ok := attrRanges(d.envBlock.Body)["tier"]; ok {
+			stack.TierRange = r
+		}
 	}
 	stack.Watch = d.decodeWatch(d.environment["watch"].AsString())
 	if !validName(stack.Name) {

@@ -44,6 +44,23 @@ func (d *decoder) evalVariables() {
 		decoded[name] = &v
 		d.vars[name] = d.variableValue(name, &v)
 	}
+	for _, name := range slices.Sorted(maps.Keys(d.opts.Vars)) {
+		if _, declared := decoded[name]; !declared {
+			known := "none"
+			if len(decoded) > 0 {
+				known = strings.Join(slices.Sorted(maps.Keys(decoded)), ", ")
+			}
+			detail := fmt.Sprintf("--var %s: the stack file declares no variable %q (it declares: %s).", name, name, known)
+			if s := nameSuggestion(name, slices.Collect(maps.Keys(decoded))); s != "" {
+				detail += fmt.Sprintf(" Did you mean %q?", s)
+			}
+			d.addDiags(hcl.Diagnostics{{
+				Severity: hcl.DiagError,
+				Summary:  "Undeclared variable",
+				Detail:   detail + fmt.Sprintf(" Declare it with variable %q { ... }, or fix the name.", name),
+			}})
+		}
+	}
 	ctx := &hcl.EvalContext{
 		Variables: map[string]cty.Value{rootVar: cty.ObjectVal(d.vars)},
 		Functions: d.funcs,

@@ -71,8 +71,8 @@ func duplicateWaiver(code string, first, second hcl.Range) *hcl.Diagnostic {
 		Severity: hcl.DiagError,
 		Summary:  fmt.Sprintf("Duplicate waive %q", code),
 		Detail: fmt.Sprintf("Check %s is waived twice: first at %s, again here at %s. Keep one waive block and put every reason in it.",
-			code, first.String(), second.String()),
+			code, at(first), at(second)),
 		Subject: second.Ptr(),
-		Context: hcl.RangeOver(first, second).Ptr(),
+		Extra:   firstPlace{first},
 	}
 }

@@ -165,7 +165,8 @@ func (e *deployEnv) served() string {
 }
 
 // load sends steady requests through the proxy until stopped and counts
-// the ones that failed.
+// the ones that failed; it logs the first failures, with the time and
+// why, to set beside the deploy's progress.
 func (e *deployEnv) load() (stop func() (ok, failed int64)) {
 	var okCount, failCount atomic.Int64
 	done := make(chan struct{})
@@ -181,10 +182,18 @@ func (e *deployEnv) load() (stop func() (ok, failed int64)) {
 			default:
 			}
 			resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/health/", e.port))
-			if err == nil && resp.StatusCode == 200 {
+			why := ""
+			switch {
+			case err != nil:
+				why = err.Error()
+			case resp.StatusCode != http.StatusOK:
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+				why = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+			}
+			if why == "" {
 				okCount.Add(1)
-			} else {
-				failCount.Add(1)
+			} else if failCount.Add(1) <= 5 {
+				e.t.Logf("load: request failed at %s: %s", time.Now().Format("15:04:05.000"), why)
 			}
 			if resp != nil {
 				io.Copy(io.Discard, resp.Body)
@@ -579,7 +588,9 @@ func obcdBinary(t testing.TB) string {
 			return
 		}
 		obcdBuilt = filepath.Join(obcdBuildDir, "obcd")
-		if out, err := exec.Command("go", "build", "-o", obcdBuilt, "../cmd/obcd").CombinedOutput(); err != nil {
+		build := exec.Command("go", "build", "-o", obcdBuilt, "../cmd/obcd")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static: the in-network agent runs it
+		if out, err := build.CombinedOutput(); err != nil {
 			obcdBuildErr = fmt.Errorf("build obcd: %v\n%s", err, out)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/agent"
 	"github.com/obcd/obcd/orchestrator/lock"
 	"github.com/obcd/obcd/orchestrator/probe"
 	"github.com/obcd/obcd/orchestrator/state"
@@ -83,6 +84,10 @@ type Deployer struct {
 	HealthTimeout time.Duration
 	// Probes builds the verification probes; nil uses the stack's.
 	Probes func(*stackhcl.Stack) (probe.Plan, error)
+	// Agent, when set, runs the probes of services that declare no
+	// address from inside the environment's network; Down removes its
+	// containers. nil: those probes are skipped.
+	Agent *agent.Agent
 
 	events sync.Mutex // one event at a time, from concurrent steps
 	held   *lock.Held // the lock of the operation running, if any
@@ -263,6 +268,13 @@ type DownOptions struct {
 // only when asked, under the lock. Release history is kept.
 func (d *Deployer) Down(ctx context.Context, opts DownOptions) error {
 	return d.locked(ctx, "down", opts.LockWait, func(ctx context.Context) error {
-		return d.Engine.RemoveProject(ctx, templates.ProjectName(d.Stack), opts.Volumes)
+		project := templates.ProjectName(d.Stack)
+		if d.Agent != nil {
+			d.Agent.Close()
+			if _, err := agent.RemoveAll(ctx, d.Agent.API, project); err != nil {
+				return err
+			}
+		}
+		return d.Engine.RemoveProject(ctx, project, opts.Volumes)
 	})
 }

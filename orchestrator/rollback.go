@@ -193,7 +193,7 @@ func (d *Deployer) restorePlanned(ctx context.Context, planned *Planned, becomes
 	if _, err := x.converge(ctx); err != nil {
 		return nil, err
 	}
-	results, err := d.verify(ctx)
+	results, err := d.verifyStack(ctx, d.stackOf(planned))
 	if err != nil || !becomesStable {
 		return results, err
 	}
@@ -201,6 +201,21 @@ func (d *Deployer) restorePlanned(ctx context.Context, planned *Planned, becomes
 		d.emit("schema", "", "", "the applied migrations were not recorded: %v", err)
 	}
 	return results, x.tagStable(ctx)
+}
+
+// stackOf is the stack a planned return's release was rendered from, so
+// that its probes prove what that release runs (not a service only the
+// failed release added); the stack deployed now when the release was
+// saved without its model.
+func (d *Deployer) stackOf(planned *Planned) *stackhcl.Stack {
+	stack, recorded, err := templates.ReadStackModel(planned.Artifacts)
+	if err != nil || !recorded {
+		if err != nil {
+			d.emit("rollback", "", "", "%v: proving it with the probes of the stack deployed now", err)
+		}
+		return d.Stack
+	}
+	return stack
 }
 
 // releaseFiles are the saved files of a release to return to, with the

@@ -33,7 +33,7 @@ func (x *executor) watch(ctx context.Context, since time.Time) error {
 	if window <= 0 {
 		return nil
 	}
-	plan, err := x.d.probePlan()
+	plan, err := x.d.probePlan(ctx)
 	if err != nil {
 		return errors.Join(err, ErrWatch)
 	}
@@ -90,7 +90,7 @@ func watchRound(ctx context.Context, plan probe.Plan) error {
 			critical = append(critical, spec)
 		}
 	}
-	for _, result := range probe.Run(rctx, critical) {
+	for _, result := range plan.With(critical).Run(rctx, nil) {
 		if result.Status == probe.StatusFail && ctx.Err() == nil {
 			return fmt.Errorf("probe %s failed in the watch window: %s", result.Name, result.Message)
 		}

@@ -117,7 +117,10 @@ django {
     csp_style_src     = ["'self'"]
     hsts_seconds      = 31536000
     hsts_preload      = false
-    admin_allowed_ips = ["127.0.0.1/32", "172.16.0.0/12"]
+    # Loopback and Docker's address pools: a request to the published port
+    # reaches nginx from the network's gateway, in 172.16/12 or, once
+    # those pools are used up, 192.168/16 or 10/8.
+    admin_allowed_ips = ["127.0.0.1/32", "172.16.0.0/12", "192.168.0.0/16", "10.0.0.0/8"]
   }
 }
 
@@ -309,6 +312,15 @@ probe "site-redirect" {
   url               = "http://localhost:18080/"
   redirect_to_https = true
   critical          = false
+}
+
+# CSRF on a form, through nginx: Django's admin login sets the csrftoken
+# cookie and puts the token in the form.
+probe "site-csrf" {
+  type       = "http"
+  url        = "https://localhost:18443/admin/login/"
+  insecure   = true
+  csrf_token = true
 }
 
 probe "site-ready" {

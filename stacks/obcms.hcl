@@ -248,6 +248,9 @@ monitoring {
 environment "staging" {
   domain      = "staging.obcms.example.org"
   docker_host = "unix:///var/run/docker.sock"
+  # What the environment is decides the rules validate applies:
+  # production-only rules for "production", DEBUG only in "development".
+  tier = "staging"
 
   service "web" {
     replicas = 2
@@ -263,6 +266,7 @@ environment "staging" {
 environment "production" {
   domain      = "obcms.example.org"
   docker_host = "ssh://deploy@obcms-prod-1"
+  tier        = "production"
 
   service "web" {
     replicas = 4

@@ -2,6 +2,7 @@ package templates
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -247,9 +248,14 @@ func (b *composeBuilder) exporter(svc *stackhcl.Service, sc *types.ServiceConfig
 		b.postgresExporter(svc, sc, target)
 	case stackhcl.ExporterPgBouncer:
 		if stats := b.statsUser(target); stats != nil {
+			// The password is not in the URL, where a value with any of
+			// " %/?#@: would break it or decode into another password, nor
+			// on the command line: lib/pq, the exporter's driver, reads
+			// PGPASSWORD.
 			sc.Command = types.ShellCommand{"--web.listen-address=" + listen, fmt.Sprintf(
-				"--pgBouncer.connectionString=postgres://%s:%s@%s:%d/pgbouncer?sslmode=disable",
-				stats.Name, secretRef(stats.Password, b.stack.Environment), target.Name, target.Port)}
+				"--pgBouncer.connectionString=postgres://%s@%s:%d/pgbouncer?sslmode=disable",
+				url.PathEscape(stats.Name), target.Name, target.Port)}
+			b.secretEnv(sc, "PGPASSWORD", stats.Password)
 		}
 	case stackhcl.ExporterRedis:
 		sc.Environment["REDIS_ADDR"] = strPtr(fmt.Sprintf("redis://%s:%d", target.Name, target.Port))
@@ -270,12 +276,17 @@ func (b *composeBuilder) postgresExporter(svc *stackhcl.Service, sc *types.Servi
 	sc.Environment["DATA_SOURCE_URI"] = strPtr(fmt.Sprintf("%s:%d/%s?sslmode=disable", target.Name, target.Port, target.Postgres.Database))
 	sc.Environment["PG_EXPORTER_WEB_LISTEN_ADDRESS"] = strPtr(fmt.Sprintf(":%d", svc.Port))
 	sc.Environment["PG_EXPORTER_EXTEND_QUERY_PATH"] = strPtr(PostgresExporterQueriesPath)
+	// The password goes in PGPASSWORD, which lib/pq (the exporter's
+	// driver) reads, not in DATA_SOURCE_PASS: postgres_exporter 0.11
+	// writes that into a DSN that its own parser then refuses for a
+	// space ("malformed dsn"), and prints the DSN, password and all, in
+	// the error.
 	if stats := b.statsUserFor(target); stats != nil {
 		sc.Environment["DATA_SOURCE_USER"] = strPtr(stats.Name)
-		b.secretEnv(sc, "DATA_SOURCE_PASS", stats.Password)
+		b.secretEnv(sc, "PGPASSWORD", stats.Password)
 	} else {
 		sc.Environment["DATA_SOURCE_USER"] = strPtr("postgres")
-		b.secretEnv(sc, "DATA_SOURCE_PASS", target.Postgres.SuperuserPassword)
+		b.secretEnv(sc, "PGPASSWORD", target.Postgres.SuperuserPassword)
 	}
 	b.mount(sc, PathPostgresQueries, PostgresExporterQueriesPath)
 }

@@ -17,15 +17,18 @@ import (
 	"github.com/obcd/obcd/internal/testsvc"
 )
 
-// dbTestSecrets holds a test password for every secret of obcms. They use
-// quotes and backslashes so that quoting mistakes show.
+// dbTestSecrets holds a test password for every secret of obcms. Each
+// holds every character that breaks a URL, a shell, a conninfo string or
+// interpolation when written raw (hostileChars: " ' \ space = $ % @ / :
+// ? # & ;), so that a quoting mistake anywhere shows as a login, a
+// connection or a replica that fails.
 func dbTestSecrets() MapSecrets {
 	return MapSecrets{
-		"postgres_password":    "super-Pw-0",
-		"replication_password": `repl'Pw"1\x`,
-		"obcms_user_password":  `user'Pw"2 with spaces`,
-		"obcms_admin_password": `admin\Pw'3`,
-		"obcms_stats_password": `stats"Pw;4`,
+		"postgres_password":    "super-Pw-0" + hostileChars,
+		"replication_password": `repl'Pw"1\x` + hostileChars + "${HOME}",
+		"obcms_user_password":  `user'Pw"2 with spaces` + hostileChars + "%41",
+		"obcms_admin_password": `admin\Pw'3` + hostileChars + "$(id)",
+		"obcms_stats_password": `stats"Pw;4` + hostileChars + "`id`",
 	}
 }
 

@@ -1,14 +1,7 @@
 package templates
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/internal/testcert"
 )
 
 func renderNginxConf(t *testing.T, stack *stackhcl.Stack) string {
@@ -84,34 +77,7 @@ func nginxSizeBytes(t *testing.T, size string) int64 {
 // key as PEM.
 func writeNginxTestCert(t *testing.T, certPath, keyPath string, hosts []string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: hosts[0]},
-		DNSNames:     hosts,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(certPath), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := testcert.Write(certPath, keyPath, hosts); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -363,6 +329,23 @@ func TestNginx_RedirectGoesWhereUsersReachHTTPS(t *testing.T) {
 	for _, tc := range cases {
 		if got := httpsSuffix(tc.publicURL, tc.httpsPort); got != tc.want {
 			t.Errorf("httpsSuffix(%q, %d) = %q, want %q", tc.publicURL, tc.httpsPort, got, tc.want)
+		}
+	}
+}
+
+// TestNginx_TheLongestHostnameTheStackAllows: nginx's default
+// server_names_hash_bucket_size (64) refuses a server_name of 47
+// characters or more; the rendered config fits the longest hostname
+// validate allows (253), on the real nginx.
+func TestNginx_TheLongestHostnameTheStackAllows(t *testing.T) {
+	nginxBin := lookNginx(t)
+	label := strings.Repeat("a", 63)
+	for _, domain := range []string{strings.Repeat("b", 47) + ".example.org", label + "." + label + "." + label + "." + strings.Repeat("c", 61)} {
+		stack := loadOBCMS(t, "staging")
+		stack.Domain, stack.PublicURL, stack.Django.AllowedHosts = domain, "https://"+domain, []string{domain}
+		conf := nginxTest(t, nginxBin, stack)
+		if !strings.Contains(conf, "server_name "+domain+";") {
+			t.Errorf("nginx.conf does not serve %s", domain)
 		}
 	}
 }

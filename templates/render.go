@@ -52,11 +52,17 @@ func Render(s *stackhcl.Stack, secrets SecretSource) ([]Artifact, error) {
 // Manifest lists every rendered file with its checksum and mode; deploys
 // hash it to tell whether the rendered configuration changed.
 type Manifest struct {
+	// Generator names the writer, always "obcd": render --out replaces a
+	// directory only when its manifest says obcd wrote it.
+	Generator   string          `json:"generator"`
 	Stack       string          `json:"stack"`
 	Environment string          `json:"environment"`
 	Version     string          `json:"version"`
 	Files       []ManifestEntry `json:"files"`
 }
+
+// ManifestGenerator is a Manifest's Generator.
+const ManifestGenerator = "obcd"
 
 // ManifestEntry is one file of a Manifest.
 type ManifestEntry struct {
@@ -67,7 +73,7 @@ type ManifestEntry struct {
 }
 
 func renderManifest(s *stackhcl.Stack, artifacts []Artifact) (Artifact, error) {
-	m := Manifest{Stack: s.Name, Environment: s.Environment, Version: s.Version}
+	m := Manifest{Generator: ManifestGenerator, Stack: s.Name, Environment: s.Environment, Version: s.Version}
 	for _, a := range artifacts {
 		sum := sha256.Sum256(a.Data)
 		m.Files = append(m.Files, ManifestEntry{

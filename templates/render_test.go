@@ -205,13 +205,20 @@ func TestCompose_LoadsBackWithSchemaValidation(t *testing.T) {
 
 func loadComposeBack(t *testing.T, env string) *types.Project {
 	t.Helper()
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	if err := WriteDir(out, renderOBCMS(t, env)); err != nil {
+	return loadRenderedCompose(t, env, renderOBCMS(t, env), testSecrets())
+}
+
+// loadRenderedCompose writes artifacts to a temp dir and loads their
+// compose file with compose-go, as obcd deploys it: with secrets as the
+// OBCD_SECRET_* variables it interpolates.
+func loadRenderedCompose(t *testing.T, env string, artifacts []Artifact, secrets MapSecrets) *types.Project {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	if err := WriteDir(out, artifacts); err != nil {
 		t.Fatal(err)
 	}
 	environment := map[string]string{}
-	for name, value := range testSecrets() {
+	for name, value := range secrets {
 		environment[stackhcl.SecretEnvVar(name)] = value
 	}
 	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
@@ -220,7 +227,7 @@ func loadComposeBack(t *testing.T, env string) *types.Project {
 		Environment: environment,
 	}, func(o *loader.Options) { o.SetProjectName("obcms-"+env, true) })
 	if err != nil {
-		t.Fatalf("compose-go rejects the rendered file: %v", err)
+		t.Fatalf("%s: compose-go rejects the rendered file: %v", env, err)
 	}
 	return project
 }
@@ -240,13 +247,69 @@ func TestCompose_FailsLoudlyWithoutSecrets(t *testing.T) {
 	}
 }
 
+// withManifest is files with the manifest obcd writes for them.
+func withManifest(t *testing.T, files ...Artifact) []Artifact {
+	t.Helper()
+	manifest, err := renderManifest(&stackhcl.Stack{Name: "demo", Environment: "staging"}, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(files, manifest)
+}
+
+// TestWriteDir_RefusesADirectoryWithFilesItsManifestDoesNotList: a
+// directory holding a manifest.json that obcd did not write (a web app's),
+// or obcd's own render with a user's file added, is never replaced; the
+// error names the files in the way, and nothing is removed.
+func TestWriteDir_RefusesADirectoryWithFilesItsManifestDoesNotList(t *testing.T) {
+	render := withManifest(t, Artifact{Path: "a.txt", Mode: ModePublic, Data: []byte("one")})
+	for name, setup := range map[string]func(dir string){
+		"a web app's manifest.json": func(dir string) {
+			mustWrite(t, filepath.Join(dir, PathManifest), `{"name":"my-app","icons":[]}`)
+			mustWrite(t, filepath.Join(dir, "index.html"), "<html>")
+		},
+		"a user's file beside obcd's render": func(dir string) {
+			if err := WriteDir(dir, render); err != nil {
+				t.Fatal(err)
+			}
+			mustWrite(t, filepath.Join(dir, "notes", "mine.txt"), "mine")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "out")
+			setup(dir)
+			before := readTree(t, dir)
+			err := WriteDir(dir, render)
+			if !errors.Is(err, ErrForeignDir) {
+				t.Fatalf("WriteDir = %v, want ErrForeignDir", err)
+			}
+			if after := readTree(t, dir); len(after) != len(before) {
+				t.Errorf("files before %v, after %v", keys(before), keys(after))
+			}
+			if strings.Contains(name, "user's file") && !strings.Contains(err.Error(), filepath.Join("notes", "mine.txt")) {
+				t.Errorf("the error does not name the file in the way: %v", err)
+			}
+		})
+	}
+}
+
+func mustWrite(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestWriteDir_ReplacesPreviousRenderAtomically(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "build", "staging")
-	first := []Artifact{{Path: "a.txt", Mode: ModePublic, Data: []byte("one")}, {Path: PathManifest, Mode: ModePublic, Data: []byte("{}")}}
+	first := withManifest(t, Artifact{Path: "a.txt", Mode: ModePublic, Data: []byte("one")})
 	if err := WriteDir(dir, first); err != nil {
 		t.Fatal(err)
 	}
-	second := []Artifact{{Path: "b/c.txt", Mode: ModeSecret, Data: []byte("two")}, {Path: PathManifest, Mode: ModePublic, Data: []byte("{}")}}
+	second := withManifest(t, Artifact{Path: "b/c.txt", Mode: ModeSecret, Data: []byte("two")})
 	if err := WriteDir(dir, second); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +329,7 @@ func TestWriteDir_ReplacesPreviousRenderAtomically(t *testing.T) {
 
 func TestWriteDir_FailureLeavesPreviousRenderIntact(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
-	good := []Artifact{{Path: "keep.txt", Mode: ModePublic, Data: []byte("keep")}, {Path: PathManifest, Mode: ModePublic, Data: []byte("{}")}}
+	good := withManifest(t, Artifact{Path: "keep.txt", Mode: ModePublic, Data: []byte("keep")})
 	if err := WriteDir(dir, good); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,20 @@ func StackModel(s *stackhcl.Stack) (Artifact, error) {
 	return Artifact{Path: PathStackModel, Mode: ModeSecret, Data: data}, nil
 }
 
+// ReadStackModel is the stack a release's saved files were rendered
+// from; recorded is false when they hold no stack model.
+func ReadStackModel(saved []Artifact) (stack *stackhcl.Stack, recorded bool, err error) {
+	i := slices.IndexFunc(saved, func(a Artifact) bool { return a.Path == PathStackModel })
+	if i < 0 {
+		return nil, false, nil
+	}
+	stack = &stackhcl.Stack{}
+	if err := json.Unmarshal(saved[i].Data, stack); err != nil {
+		return nil, true, fmt.Errorf("read the release's stack model %s: %w", PathStackModel, err)
+	}
+	return stack, true, nil
+}
+
 // WithTodaysSecrets is a release's saved files with the ones derived from
 // secrets (the roles and the PgBouncer userlist, which hold password
 // verifiers) rendered again from the release's own stack model and
@@ -35,11 +49,11 @@ func WithTodaysSecrets(saved []Artifact, secrets SecretSource) (out []Artifact, 
 	if i < 0 {
 		return saved, false, nil
 	}
-	var stack stackhcl.Stack
-	if err := json.Unmarshal(saved[i].Data, &stack); err != nil {
-		return nil, true, fmt.Errorf("read the release's stack model %s: %w", PathStackModel, err)
+	stack, _, err := ReadStackModel(saved)
+	if err != nil {
+		return nil, true, err
 	}
-	fresh, err := renderDatabase(&stack, secrets)
+	fresh, err := renderDatabase(stack, secrets)
 	if err != nil {
 		return nil, true, fmt.Errorf("render the release's secret files with today's secrets: %w", err)
 	}
@@ -59,7 +73,7 @@ func WithTodaysSecrets(saved []Artifact, secrets SecretSource) (out []Artifact, 
 		}
 		files = append(files, a)
 	}
-	manifest, err := renderManifest(&stack, files)
+	manifest, err := renderManifest(stack, files)
 	if err != nil {
 		return nil, true, err
 	}

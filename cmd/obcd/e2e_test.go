@@ -53,14 +53,21 @@ type e2eEnv struct {
 	t        *testing.T
 	dir      string
 	stateDir string
+	project  string   // the compose project: <stack>-<environment>
+	env      []string // more of obcd's environment (an ssh client's HOME)
+	current  string   // the step the scenario is at
+}
+
+// step logs the start of a step of the scenario, and remembers it: a
+// failure's last line names it, since CI may show only the output's end.
+func (e *e2eEnv) step(name string) {
+	e.t.Helper()
+	e.current = name
+	e.t.Log(name)
 }
 
 func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
-	for _, image := range e2eImages {
-		if out, err := exec.Command("docker", "image", "inspect", "-f", "{{.Id}}", image).CombinedOutput(); err != nil {
-			t.Fatalf("image %s is missing (%v: %s): run bash testdata/e2e/images/build.sh, or make e2e", image, err, bytes.TrimSpace(out))
-		}
-	}
+	requireE2EImages(t)
 	for _, tool := range []string{"hey", "docker"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed: run bash .ci/deps", tool)
@@ -78,7 +85,7 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 		}
 	}
 
-	e := &e2eEnv{t: t, dir: t.TempDir()}
+	e := &e2eEnv{t: t, dir: t.TempDir(), project: e2eProject}
 	e.stateDir = filepath.Join(e.dir, ".obcd")
 	src, err := os.ReadFile("../../stacks/e2e.hcl")
 	if err != nil {
@@ -93,24 +100,25 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			e.dumpState()
+			t.Logf("the scenario failed at step %q: its errors are above the containers' state", e.current)
 		}
 		e.removeProject()
 	})
 
-	t.Log("1. secrets init, then validate --strict")
+	e.step("1. secrets init, then validate --strict")
 	e.mustRun(0, "secrets", "init", "staging")
 	if info, err := os.Stat(filepath.Join(e.stateDir, "staging.secrets")); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("secrets file: %v, mode %v; want 0600", err, info)
 	}
 	e.mustRun(0, "validate", "staging", "--strict")
 
-	t.Log("2. first deploy of 1.0.0")
+	e.step("2. first deploy of 1.0.0")
 	first := e.deployOK("1.0.0")
 
-	t.Log("3. verify: every probe green")
+	e.step("3. verify: every probe green")
 	e.verifyGreen()
 
-	t.Log("4. upgrade to 1.1.0 under load through nginx")
+	e.step("4. upgrade to 1.1.0 under load through nginx")
 	load := startLoad(t, e2eLoadURL)
 	second := e.deployOK("1.1.0")
 	upgrade := load.stop()
@@ -124,10 +132,10 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	e.logSlowRequests()
 	e.expectServing("1.1.0")
 
-	t.Log("5. the backup taken before the upgrade's migrations restores into a scratch database")
+	e.step("5. the backup taken before the upgrade's migrations restores into a scratch database")
 	e.restoreNewestDump()
 
-	t.Log("6. a broken release under load: rolled back by itself, with no failed requests")
+	e.step("6. a broken release under load: rolled back by itself, with no failed requests")
 	load = startLoad(t, e2eLoadURL)
 	broken := e.run("deploy", "staging", "--yes", "--var", "app_version=9.9.9-broken")
 	brokenLoad := load.stop()
@@ -147,7 +155,7 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	e.expectServing("1.1.0")
 	e.verifyGreen()
 
-	t.Log("7. a release that passes its probes and dies 30 s after start, under load: the watch window rolls it back")
+	e.step("7. a release that passes its probes and dies 30 s after start, under load: the watch window rolls it back")
 	dies := e.buildDyingRelease("1.1.0", "9.9.8-dies", 30*time.Second)
 	load = startLoad(t, e2eLoadURL)
 	dying := e.run("deploy", "staging", "--yes", "--watch", "90s", "--var", "app_version="+dies)
@@ -159,7 +167,7 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	}
 	e.expectServing("1.1.0")
 
-	t.Log("8. a plain rollback goes to the release before the live one: the first")
+	e.step("8. a plain rollback goes to the release before the live one: the first")
 	rb := e.mustRun(0, "rollback", "staging")
 	t.Logf("rollback: %s", strings.TrimSpace(rb.stdout))
 	if !strings.Contains(rb.stdout, "Rolled back to release "+first) {
@@ -168,7 +176,7 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	e.expectServing("1.0.0")
 	e.verifyGreen()
 
-	t.Log("9. a release that adds a migration, then rollback --to the first: refused, then allowed")
+	e.step("9. a release that adds a migration, then rollback --to the first: refused, then allowed")
 	leaders := e.buildVariant("1.1.0", "1.2.0-leaders", map[string]string{"0002_leaders.py": leadersMigration},
 		"COPY 0002_leaders.py /app/communities/migrations/0002_leaders.py")
 	// Retention would prune the first release by now (keep 5): keep it.
@@ -184,7 +192,7 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 	e.expectServing("1.0.0")
 	e.verifyGreen()
 
-	t.Log("10. rotate obcms_user_password and deploy under load: reloaded in place, no failed request; the old password is refused")
+	e.step("10. rotate obcms_user_password and deploy under load: reloaded in place, no failed request; the old password is refused")
 	oldPassword := e.secret("obcms_user_password")
 	rotated := e.mustRun(0, "secrets", "rotate", "staging", "obcms_user_password")
 	newPassword := e.secret("obcms_user_password")
@@ -227,7 +235,7 @@ func TestE2E_OBCMSDeployVerifyBreakRollBack(t *testing.T) {
 		t.Errorf("after the rollback, the new password does not log in through PgBouncer: %v", err)
 	}
 
-	t.Log("11. history shows all of it")
+	e.step("11. history shows all of it")
 	e.checkHistory(first, second, second, "1.1.0")
 }
 
@@ -315,7 +323,7 @@ func (e *e2eEnv) buildVariant(from, version string, files map[string]string, lin
 func (e *e2eEnv) run(args ...string) result {
 	e.t.Helper()
 	args = append(args, "--state-dir", e.stateDir)
-	return obcd(e.t, e.dir, []string{"DOCKER_HOST=" + os.Getenv("DOCKER_HOST")}, args...)
+	return obcd(e.t, e.dir, append([]string{"DOCKER_HOST=" + os.Getenv("DOCKER_HOST")}, e.env...), args...)
 }
 
 func (e *e2eEnv) mustRun(code int, args ...string) result {
@@ -369,7 +377,8 @@ func (e *e2eEnv) verifyGreen() {
 	for _, want := range []string{
 		"pgbouncer-login-obcms_user", "pgbouncer-login-obcms_admin", "pgbouncer-login-obcms_stats",
 		"db-migrations", "redis-roundtrip", "prometheus-targets", "prometheus-rules",
-		"alertmanager-ready", "celery-workers", "celery-task", "site-https", "site-ready", "containers",
+		"alertmanager-ready", "celery-workers", "celery-task", "site-https", "site-ready", "site-csrf", "site-bad-host", "site-redirect",
+		"web-health", "web-ready", "web-metrics", "containers",
 	} {
 		if !passed[want] {
 			e.t.Errorf("probe %s did not pass (or did not run)", want)
@@ -499,7 +508,7 @@ func (e *e2eEnv) dockerBytes(args ...string) []byte {
 // removeProject removes every container, network and volume of the
 // project: the scenario's own, left by this or an earlier run.
 func (e *e2eEnv) removeProject() {
-	label := "label=com.docker.compose.project=" + e2eProject
+	label := "label=com.docker.compose.project=" + e.project
 	for _, kind := range [][]string{{"ps", "-aq"}, {"network", "ls", "-q"}, {"volume", "ls", "-q"}} {
 		args := append(append([]string{}, kind...), "--filter", label)
 		out, err := exec.Command("docker", args...).Output()
@@ -540,7 +549,7 @@ var nginxRequestTimeRE = regexp.MustCompile(`request_time=([0-9.]+)`)
 // second or more, with the upstream addresses nginx tried: where a deploy
 // made the site slow, and why.
 func (e *e2eEnv) logSlowRequests() {
-	out, err := exec.Command("docker", "logs", "--since", "10m", e2eProject+"-nginx-1").CombinedOutput()
+	out, err := exec.Command("docker", "logs", "--since", "10m", e.project+"-nginx-1").CombinedOutput()
 	if err != nil {
 		e.t.Logf("nginx logs: %v", err)
 		return
@@ -561,7 +570,7 @@ func (e *e2eEnv) logSlowRequests() {
 
 // dumpState logs what ran when the scenario failed.
 func (e *e2eEnv) dumpState() {
-	out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=com.docker.compose.project="+e2eProject,
+	out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=com.docker.compose.project="+e.project,
 		"--format", "{{.Names}}\t{{.Status}}\t{{.Image}}").CombinedOutput()
 	e.t.Logf("containers at failure:\n%s", out)
 }

@@ -9,10 +9,12 @@ import (
 
 	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator"
+	"github.com/obcd/obcd/orchestrator/agent"
 	"github.com/obcd/obcd/orchestrator/engine"
 	"github.com/obcd/obcd/orchestrator/lock"
 	"github.com/obcd/obcd/orchestrator/secrets"
 	"github.com/obcd/obcd/orchestrator/state"
+	"github.com/obcd/obcd/templates"
 )
 
 // environment is one environment of the stack, opened once per command:
@@ -28,6 +30,7 @@ type environment struct {
 	store  state.Store
 	locker lock.Locker
 	docker *client.Client
+	agent  *agent.Agent
 }
 
 // openEnvironment loads the stack for env with inputs, and its secrets.
@@ -100,7 +103,7 @@ func (e *environment) deployer(ctx context.Context, events func(orchestrator.Eve
 		return nil, err
 	}
 	return &orchestrator.Deployer{
-		Engine: &engine.Engine{API: docker}, Docker: docker,
+		Engine: &engine.Engine{API: docker}, Docker: docker, Agent: e.probeAgent(docker),
 		Store: store, Locker: locker, Stack: e.stack, Secrets: e.secrets, Events: events,
 	}, nil
 }
@@ -130,8 +133,22 @@ func (o *globalOptions) openDeployerWith(env string, inputs stackInputs, events 
 	return environment, d, nil
 }
 
+// probeAgent is the environment's in-network agent, made once, on the
+// environment's engine; it starts its container when first asked to run
+// probes, and close removes it.
+func (e *environment) probeAgent(docker *client.Client) *agent.Agent {
+	if e.agent == nil {
+		e.agent = &agent.Agent{API: docker, Project: templates.ProjectName(e.stack), Version: version,
+			Notes: func(note string) { fmt.Fprintf(e.global.stderr, "obcd: %s\n", note) }}
+	}
+	return e.agent
+}
+
 // close closes what the environment opened.
 func (e *environment) close() {
+	if e.agent != nil {
+		e.agent.Close()
+	}
 	if pg, ok := e.store.(*state.PostgresStore); ok {
 		_ = pg.Close(context.Background())
 	}

@@ -23,6 +23,7 @@ func TestMain(m *testing.M) {
 	}
 	obcdBinary = filepath.Join(dir, "obcd")
 	build := exec.Command("go", "build", "-o", obcdBinary, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as make build makes it: the in-network agent runs it
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		panic("build obcd: " + err.Error())
@@ -38,7 +39,7 @@ type result struct {
 }
 
 // obcd runs the built binary in dir with a clean OBCD_* environment.
-func obcd(t *testing.T, dir string, env []string, args ...string) result {
+func obcd(t testing.TB, dir string, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(obcdBinary, args...)
 	cmd.Dir = dir
@@ -143,7 +144,7 @@ func TestRender_BadInputExitsNonZeroAndWritesNothing(t *testing.T) {
 				appendTo(t, filepath.Join(dir, "obcd.hcl"), "\nservice \"web\" \"web2\" {\n  replicas = \"many\"\n")
 			},
 			env:  "staging",
-			want: []string{"obcd.hcl:", "line", "nothing was written"},
+			want: []string{"on obcd.hcl:", `:22, in service "web" "web2"`, "nothing was written"},
 		},
 		{
 			name:  "unknown environment",
@@ -214,21 +215,33 @@ func TestRender_MissingStackFileSaysHowToFix(t *testing.T) {
 
 func assertNoSecretValues(t *testing.T, secretsFile string, results ...result) {
 	t.Helper()
-	data, err := os.ReadFile(secretsFile)
+	values, err := secretFileValues(secretsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		_, value, ok := strings.Cut(line, "=")
-		if !ok || strings.HasPrefix(line, "#") || len(value) < 8 {
-			continue
-		}
+	for _, value := range values {
 		for _, r := range results {
 			if strings.Contains(r.stdout+r.stderr, value) {
 				t.Errorf("a secret value appears in obcd's output")
 			}
 		}
 	}
+}
+
+// secretFileValues are the values of a secrets file of 8 characters or
+// more, without the quotes around them.
+func secretFileValues(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var values []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if _, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") && len(v) >= 8 {
+			values = append(values, strings.Trim(v, `'"`))
+		}
+	}
+	return values, nil
 }
 
 func appendTo(t *testing.T, path, text string) {

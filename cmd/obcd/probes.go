@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator/probe"
 )
 
@@ -19,9 +18,12 @@ type probeOptions struct {
 	pushgateway string
 }
 
-// environmentProbes loads the stack and builds its probes, with the
-// container probe when the environment's Docker engine answers.
-func (o *globalOptions) environmentProbes(env string, po *probeOptions) (*stackhcl.Stack, probe.Plan, error) {
+// environmentProbes loads the stack and builds its probes: the container
+// probe when the environment's Docker engine answers, and the probes of
+// services without an address through the in-network agent when it can
+// run there. Close the environment when the command ends: that removes
+// the agent.
+func (o *globalOptions) environmentProbes(env string, po *probeOptions) (*environment, probe.Plan, error) {
 	environment, err := o.open(env)
 	if err != nil {
 		return nil, probe.Plan{}, err
@@ -29,15 +31,27 @@ func (o *globalOptions) environmentProbes(env string, po *probeOptions) (*stackh
 	stack := environment.stack
 	opts := probe.BuildOptions{Stack: stack, Secrets: environment.secrets}
 	var dockerNote string
-	if !po.noDocker {
-		if docker, err := environment.dockerClient(); err == nil {
+	if docker, err := environment.dockerClient(); err == nil {
+		if !po.noDocker {
 			opts.Docker = docker
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		vantage := environment.probeAgent(docker)
+		if err := vantage.Available(ctx); err != nil {
+			opts.NoVantage = err.Error()
 		} else {
-			dockerNote = fmt.Sprintf("containers: cannot reach the Docker engine at %s: %v", stack.DockerHost, err)
+			opts.Vantage = vantage
+		}
+	} else {
+		opts.NoVantage = fmt.Sprintf("cannot reach the Docker engine at %s: %v", stack.DockerHost, err)
+		if !po.noDocker {
+			dockerNote = "containers: " + opts.NoVantage
 		}
 	}
 	plan, err := probe.Build(opts)
 	if err != nil {
+		environment.close()
 		return nil, probe.Plan{}, err
 	}
 	if dockerNote != "" {
@@ -45,10 +59,11 @@ func (o *globalOptions) environmentProbes(env string, po *probeOptions) (*stackh
 	}
 	if len(po.only) > 0 {
 		if plan.Specs, err = selectProbes(plan.Specs, po.only); err != nil {
+			environment.close()
 			return nil, probe.Plan{}, err
 		}
 	}
-	return stack, plan, nil
+	return environment, plan, nil
 }
 
 // selectProbes keeps the probes named by --only; an unknown name is a
@@ -74,7 +89,8 @@ func selectProbes(specs []probe.Spec, only []string) ([]probe.Spec, error) {
 
 // runProbes runs the plan under one deadline, reporting progress on
 // stderr when it is a terminal.
-func (o *globalOptions) runProbes(plan probe.Plan, timeout time.Duration, run func(context.Context, []probe.Spec, func(probe.Result)) []probe.Result) []probe.Result {
+// On demand, a definite failure is reported at once (Plan.RunOnDemand).
+func (o *globalOptions) runProbes(plan probe.Plan, timeout time.Duration, onDemand bool) []probe.Result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var notify func(probe.Result)
@@ -86,5 +102,8 @@ func (o *globalOptions) runProbes(plan probe.Plan, timeout time.Duration, run fu
 			fmt.Fprintf(o.stderr, "  [%d/%d] %-28s %s\n", done, len(plan.Specs), r.Name, r.Status)
 		}
 	}
-	return run(ctx, plan.Specs, notify)
+	if onDemand {
+		return plan.RunOnDemand(ctx, notify)
+	}
+	return plan.Run(ctx, notify)
 }

@@ -41,7 +41,8 @@ func runRender(opts *renderOptions, env string) error {
 	if err != nil {
 		return err
 	}
-	artifacts, err := templates.Render(stack, store)
+	var artifacts []templates.Artifact
+	opts.bounded("rendering "+opts.stackFile, func() { artifacts, err = templates.Render(stack, store) })
 	if err != nil {
 		return fmt.Errorf("%w; nothing was written", err)
 	}

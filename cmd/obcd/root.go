@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -32,23 +33,48 @@ type globalOptions struct {
 	stackFile string
 	stateDir  string
 	vars      []string
+	allowFile []string
 	noColor   bool
 	stdout    io.Writer
 	stderr    io.Writer
+	running   *cobra.Command // the command being run, once cobra chose it
 }
 
 // Execute runs obcd with args and returns the process exit code.
 func Execute(args []string, stdout, stderr io.Writer) int {
-	opts := &globalOptions{stdout: stdout, stderr: stderr}
-	root := newRootCommand(opts)
+	// Every command writes stdout through one counter, so that run knows
+	// whether a --json command printed its document before it failed.
+	out := &countingWriter{w: stdout}
+	opts := &globalOptions{stdout: out, stderr: stderr}
+	return run(newRootCommand(opts), args, out, stderr)
+}
+
+// run executes root. A panic is obcd's bug, never the user's: it exits 1
+// (not 2, which means "found something"), naming obcd's version and
+// asking for a report.
+func run(root *cobra.Command, args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "obcd %s: internal error: %v\nThis is a bug in obcd, not in your input. Please report it, with the command you ran and this message:\n%s", version, r, debug.Stack())
+			code = ExitFailure
+		}
+	}()
+	out, ok := stdout.(*countingWriter)
+	if !ok {
+		out = &countingWriter{w: stdout}
+	}
 	root.SetArgs(args)
-	root.SetOut(stdout)
+	root.SetOut(out)
 	root.SetErr(stderr)
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		return ExitOK
 	}
-	return reportError(stderr, err)
+	code = reportError(stderr, err)
+	if wantsJSON(cmd) && out.n == 0 {
+		printErrorJSON(out, err, code)
+	}
+	return code
 }
 
 func newRootCommand(opts *globalOptions) *cobra.Command {
@@ -65,6 +91,8 @@ func newRootCommand(opts *globalOptions) *cobra.Command {
 		"state directory for secrets and releases (env OBCD_STATE_DIR; default: .obcd beside the stack file)")
 	root.PersistentFlags().StringArrayVar(&opts.vars, "var", nil,
 		"set a stack variable, NAME=VALUE (repeatable; env OBCD_VAR_<NAME> also works)")
+	root.PersistentFlags().StringArrayVar(&opts.allowFile, "allow-file", nil,
+		"let file() in the stack read files in DIR too (repeatable); by default it reads only inside the stack file's directory")
 	root.PersistentFlags().BoolVar(&opts.noColor, "no-color", os.Getenv("NO_COLOR") != "", "disable colour in diagnostics (env NO_COLOR)")
 	root.Args = func(_ *cobra.Command, args []string) error {
 		if len(args) > 0 {
@@ -73,11 +101,12 @@ func newRootCommand(opts *globalOptions) *cobra.Command {
 		return nil
 	}
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) { opts.running = cmd }
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRenderCommand(opts), newValidateCommand(opts), newAuditCommand(opts),
 		newVerifyCommand(opts), newStatusCommand(opts), newServeCommand(opts),
 		newPlanCommand(opts), newDeployCommand(opts), newRollbackCommand(opts), newHistoryCommand(opts), newUnlockCommand(opts), newDownCommand(opts), newPruneCommand(opts),
-		newSecretsCommand(opts), newVersionCommand(opts))
+		newSecretsCommand(opts), newVersionCommand(opts), newAgentCommand(opts))
 	return root
 }
 

@@ -93,9 +93,14 @@ func (s *statusServer) handler() http.Handler {
 }
 
 func runServe(ctx context.Context, opts *serveOptions, env string) error {
-	stack, plan, err := opts.environmentProbes(env, &opts.probeOptions)
+	environment, plan, err := opts.environmentProbes(env, &opts.probeOptions)
 	if err != nil {
 		return err
+	}
+	defer environment.close()
+	stack := environment.stack
+	if environment.agent != nil {
+		environment.agent.Lifetime = serveAgentLifetime // one agent for many rounds
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -123,11 +128,15 @@ func runServe(ctx context.Context, opts *serveOptions, env string) error {
 	return nil
 }
 
+// serveAgentLifetime is how long serve keeps one in-network agent before
+// it starts a fresh one.
+const serveAgentLifetime = 10 * time.Minute
+
 // loop runs a round of probes, publishes it, and waits for the next.
 func (s *statusServer) loop(ctx context.Context, plan probe.Plan, opts *serveOptions) {
 	for {
 		round, cancel := context.WithTimeout(ctx, opts.timeout)
-		results := probe.Run(round, plan.Specs)
+		results := plan.Run(round, nil)
 		cancel()
 		if ctx.Err() != nil {
 			return

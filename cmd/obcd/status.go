@@ -34,11 +34,13 @@ func newStatusCommand(global *globalOptions) *cobra.Command {
 }
 
 func runStatus(opts *statusOptions, env string) error {
-	stack, plan, err := opts.environmentProbes(env, &opts.probeOptions)
+	environment, plan, err := opts.environmentProbes(env, &opts.probeOptions)
 	if err != nil {
 		return err
 	}
-	results := opts.runProbes(plan, opts.timeout, probe.RunOnDemand)
+	defer environment.close()
+	stack := environment.stack
+	results := opts.runProbes(plan, opts.timeout, true)
 	report := probe.BuildStatus(stack, results)
 	if opts.json {
 		enc := json.NewEncoder(opts.stdout)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	stackhcl "github.com/obcd/obcd/hcl"
@@ -83,6 +85,12 @@ func (o *globalOptions) evaluate(env string, live bool, timeout time.Duration) (
 
 func runValidate(opts *validateOptions, env string) error {
 	ev, err := opts.evaluate(env, opts.deploy, opts.timeout)
+	var invalid invalidStack
+	if err != nil && opts.json && errors.As(err, &invalid) {
+		if perr := printInvalidStackJSON(opts.stdout, env, opts.strict, invalid.diags); perr != nil {
+			return perr
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -126,6 +134,7 @@ func printFindings(w io.Writer, ev *evaluation, code int) error {
 // live checks ran.
 func printTarget(w io.Writer, ev *evaluation) {
 	fmt.Fprintf(w, "obcd validate %s (%s)\n", ev.stack.Environment, ev.stack.File)
+	fmt.Fprintf(w, "Rules for tier %s, %s\n", ev.stack.Tier, tierSource(ev.stack))
 	if ev.live == nil {
 		return
 	}
@@ -133,6 +142,15 @@ func printTarget(w io.Writer, ev *evaluation) {
 	if ev.live.Migrations >= 0 {
 		fmt.Fprintf(w, "Migrations applied: %d\n", ev.live.Migrations)
 	}
+}
+
+// tierSource says where the environment's tier comes from.
+func tierSource(s *stackhcl.Stack) string {
+	if s.TierRange.Filename != "" {
+		return fmt.Sprintf("as declared at %s", checks.Location(s.TierRange))
+	}
+	return fmt.Sprintf("from the environment's name (declare tier = %q, %q or %q in environment %q to choose)",
+		stackhcl.TierProduction, stackhcl.TierStaging, stackhcl.TierDevelopment, s.Environment)
 }
 
 func printGroup(w io.Writer, title, mark string, group []checks.Finding) {
@@ -205,10 +223,42 @@ type jsonFinding struct {
 	WaiverReason string `json:"waiver_reason,omitempty"`
 }
 
+// printInvalidStackJSON is validate --json for a stack that does not
+// load: its diagnostics as findings of code "stack.invalid", with their
+// file, line and column, and exit code 1.
+func printInvalidStackJSON(w io.Writer, env string, strict bool, diags hcl.Diagnostics) error {
+	out := struct {
+		Environment string        `json:"environment"`
+		Strict      bool          `json:"strict"`
+		Findings    []jsonFinding `json:"findings"`
+		Summary     checks.Counts `json:"summary"`
+		ExitCode    int           `json:"exit_code"`
+	}{Environment: env, Strict: strict, Findings: []jsonFinding{}, ExitCode: ExitFailure}
+	for _, d := range diags {
+		f := jsonFinding{Code: "stack.invalid", Severity: string(checks.SeverityError), Priority: string(checks.PriorityHigh),
+			Category: "stack", Message: d.Summary, Fix: d.Detail}
+		if d.Severity != hcl.DiagError {
+			f.Severity = string(checks.SeverityWarning)
+			out.Summary.Warnings++
+		} else {
+			out.Summary.Errors++
+		}
+		if d.Subject != nil {
+			f.File, f.Line, f.Column = d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column
+		}
+		out.Findings = append(out.Findings, f)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
 func printFindingsJSON(w io.Writer, ev *evaluation, strict bool, code int) error {
 	out := struct {
 		Stack       string             `json:"stack"`
 		Environment string             `json:"environment"`
+		Tier        string             `json:"tier"`
+		TierFrom    string             `json:"tier_from"`
 		Strict      bool               `json:"strict"`
 		Findings    []jsonFinding      `json:"findings"`
 		Summary     checks.Counts      `json:"summary"`
@@ -216,8 +266,11 @@ func printFindingsJSON(w io.Writer, ev *evaluation, strict bool, code int) error
 		Live        *checks.LiveReport `json:"-"`
 		DockerAPI   string             `json:"docker_api_version,omitempty"`
 		Migrations  *int               `json:"migrations_applied,omitempty"`
-	}{Stack: ev.stack.Name, Environment: ev.stack.Environment, Strict: strict, Findings: []jsonFinding{},
+	}{Stack: ev.stack.Name, Environment: ev.stack.Environment, Tier: ev.stack.Tier, TierFrom: "name", Strict: strict, Findings: []jsonFinding{},
 		Summary: checks.Count(ev.findings), ExitCode: code}
+	if ev.stack.TierRange.Filename != "" {
+		out.TierFrom = "declared"
+	}
 	if ev.live != nil {
 		out.DockerAPI = ev.live.DockerAPIVersion
 		if ev.live.Migrations >= 0 {
@@ -244,9 +297,17 @@ func printFindingsJSON(w io.Writer, ev *evaluation, strict bool, code int) error
 func listCatalog(w io.Writer, asJSON bool) error {
 	rules := checks.Catalog()
 	if asJSON {
+		// The keys are lower case, as in validate --json's findings.
 		type entry struct {
-			Code, Severity, Priority, Category, Title, Impact, Fix, Source string
-			Live                                                           bool
+			Code     string `json:"code"`
+			Severity string `json:"severity"`
+			Priority string `json:"priority"`
+			Category string `json:"category"`
+			Title    string `json:"title"`
+			Impact   string `json:"impact"`
+			Fix      string `json:"fix"`
+			Source   string `json:"source"`
+			Live     bool   `json:"live"`
 		}
 		var out []entry
 		for _, r := range rules {

@@ -153,6 +153,24 @@ func TestValidate_ListPrintsTheCatalog(t *testing.T) {
 	}
 }
 
+// TestValidate_ListJSONUsesTheFindingsKeys: --list --json names its
+// fields as validate --json does (code, severity, ...).
+func TestValidate_ListJSONUsesTheFindingsKeys(t *testing.T) {
+	r := obcd(t, repoRoot, nil, "validate", "--list", "--json")
+	var rules []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &rules); err != nil || len(rules) == 0 {
+		t.Fatalf("--list --json: %v\n%s", err, r.stdout)
+	}
+	for _, key := range []string{"code", "severity", "priority", "category", "title", "impact", "fix", "source", "live"} {
+		if _, ok := rules[0][key]; !ok {
+			t.Errorf("--list --json entries lack %q: %v", key, rules[0])
+		}
+	}
+	if _, upper := rules[0]["Code"]; upper {
+		t.Errorf("--list --json still uses \"Code\": %v", rules[0])
+	}
+}
+
 func TestValidate_InvalidStackExits1(t *testing.T) {
 	r := obcd(t, repoRoot, nil, "validate", "staging", "-f", "testdata/hcl/type_error.hcl")
 	if r.code != 1 || !strings.Contains(r.stderr, "Unsuitable value type") {
@@ -272,5 +290,66 @@ func goldenFile(t *testing.T, path, got string) {
 	}
 	if string(want) != got {
 		t.Errorf("%s differs (run go test ./... -update to accept)", path)
+	}
+}
+
+// TestValidate_JSONOnAnInvalidStackPrintsItsErrors: --json on a stack
+// that does not load still prints JSON on stdout: the diagnostics, with
+// file, line and column, and exit code 1.
+func TestValidate_JSONOnAnInvalidStackPrintsItsErrors(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "obcd.hcl"), []byte("stack \"x\" {\n  app_image = \n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := obcd(t, dir, nil, "validate", "staging", "--json")
+	var report struct {
+		Findings []struct {
+			Code, Severity, File string
+			Line, Column         int
+		} `json:"findings"`
+		ExitCode int `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+	}
+	if r.code != ExitFailure || report.ExitCode != ExitFailure || len(report.Findings) == 0 {
+		t.Fatalf("exit %d, report %+v; want 1 with findings", r.code, report)
+	}
+	if f := report.Findings[0]; f.Code != "stack.invalid" || f.Severity != "error" || !strings.HasSuffix(f.File, "obcd.hcl") || f.Line == 0 || f.Column == 0 {
+		t.Errorf("finding %+v, want stack.invalid with file, line and column", f)
+	}
+}
+
+// TestValidate_SaysWhichRuleSetApplies: validate names the tier whose
+// rules it ran and where it comes from, in text and in JSON, and an
+// environment named "live" that declares tier = "production" fails the
+// production-only rule its fixture breaks, as "production" does.
+func TestValidate_SaysWhichRuleSetApplies(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repoRoot, "testdata/stacks/monitoring.E011.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "obcd.hcl")
+	live := strings.Replace(string(src), "environment \"production\" {\n", "environment \"live\" {\n  tier = \"production\"\n", 1)
+	if err := os.WriteFile(file, []byte(live), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := stateWith(t, "testdata/stacks/clean.secrets", "live")
+	r := obcd(t, dir, nil, "validate", "live", "-f", "obcd.hcl", "--state-dir", state)
+	if r.code != 1 || !strings.Contains(r.stdout, "Rules for tier production, as declared at obcd.hcl:") || !strings.Contains(r.stdout, "monitoring.E011") {
+		t.Errorf("live with tier production: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = obcd(t, dir, nil, "validate", "staging", "-f", "obcd.hcl", "--json", "--state-dir", stateWith(t, "testdata/stacks/clean.secrets", "staging"))
+	var out struct {
+		Tier     string `json:"tier"`
+		TierFrom string `json:"tier_from"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.Tier != "staging" || out.TierFrom != "name" {
+		t.Errorf("staging --json: tier %q from %q (%v)\n%s", out.Tier, out.TierFrom, err, r.stdout)
+	}
+	r = obcd(t, dir, nil, "validate", "staging", "-f", "obcd.hcl", "--state-dir", stateWith(t, "testdata/stacks/clean.secrets", "staging"))
+	if !strings.Contains(r.stdout, `Rules for tier staging, from the environment's name (declare tier = "production"`) {
+		t.Errorf("staging: the header does not say the tier comes from the name:\n%s", r.stdout)
 	}
 }

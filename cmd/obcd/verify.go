@@ -52,15 +52,17 @@ func addProbeFlags(cmd *cobra.Command, po *probeOptions) {
 }
 
 func runVerify(opts *verifyOptions, env string) error {
-	stack, plan, err := opts.environmentProbes(env, &opts.probeOptions)
+	environment, plan, err := opts.environmentProbes(env, &opts.probeOptions)
 	if err != nil {
 		return err
 	}
+	defer environment.close()
+	stack := environment.stack
 	var results []probe.Result
 	if opts.wait > 0 {
-		results = opts.runProbes(plan, opts.wait, probe.RunNotify)
+		results = opts.runProbes(plan, opts.wait, false)
 	} else {
-		results = opts.runProbes(plan, opts.timeout, probe.RunOnDemand)
+		results = opts.runProbes(plan, opts.timeout, true)
 	}
 	passed := probe.AllCriticalPassed(results)
 	if opts.json {
@@ -122,7 +124,11 @@ func printResults(w io.Writer, plan probe.Plan, results []probe.Result, passed b
 	if !passed {
 		verdict = "FAILED"
 	}
-	_, err := fmt.Fprintf(w, "\n%d probes, %d did not pass. Verification %s.\n", len(results), len(failed), verdict)
+	where := ""
+	if n := plan.InNetwork(); n > 0 {
+		where = fmt.Sprintf(" (%d from inside the network, through the agent)", n)
+	}
+	_, err := fmt.Fprintf(w, "\n%d probes%s, %d did not pass. Verification %s.\n", len(results), where, len(failed), verdict)
 	return err
 }
 
@@ -198,9 +204,15 @@ prints a table: probe, target, result, latency, message. Probes come from
 the stack: each service gets its natural ones (web /health/ and /ready/,
 /metrics, HTTPS with HSTS through nginx, PgBouncer logins for every user,
 migrations, replication, a Redis round trip, Prometheus targets and rules,
-Alertmanager, Grafana, Celery workers, container health), reached at the
-address each service declares or the environment's public_url. probe
-blocks in the stack tune, add or turn them off.
+Alertmanager, Grafana, Celery workers, container health). probe blocks
+in the stack tune, add or turn them off.
+
+Each service is probed from inside the environment's network, by its name
+and port there, through a short-lived agent container of obcd's own
+binary: nothing but nginx needs publishing, and it works the same on an
+ssh:// engine. A service that declares address is probed at that address
+from here instead; nginx at the environment's public_url. The agent is
+removed when verify ends (see the README's "The in-network agent").
 
 A failure says what was expected and what came back. A probe with no
 result yet never counts as a pass.

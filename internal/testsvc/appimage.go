@@ -65,7 +65,8 @@ const (
 //     and so resolves, the upstream anew for every request (no keep-alive),
 //     so that it follows a network alias as replicas change; like nginx's
 //     proxy_next_upstream, it tries the host's next address when a connect
-//     fails (500ms each).
+//     fails (500ms each), and sends a GET or HEAD again (three tries in
+//     all) when the upstream failed before it answered.
 //   - -exit N: prints a line on stdout and one on stderr, exits N (a one-off).
 //
 // A command that repeats the entrypoint (["/app", "-exit", "0"]) or starts
@@ -331,11 +332,28 @@ func serveProxy(upstream string) {
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	// No keep-alive: every request dials, and so resolves, the upstream
 	// host anew, following a network alias as replicas change.
-	proxy.Transport = &http.Transport{DisableKeepAlives: true, DialContext: dialEach}
+	proxy.Transport = nextUpstream{&http.Transport{DisableKeepAlives: true, DialContext: dialEach}}
 	proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		http.Error(w, "proxy: upstream "+upstream+": "+err.Error(), http.StatusBadGateway)
 	}
 	serve("proxy to "+upstream, ":"+env("PROXY_PORT", "8080"), proxy)
+}
+
+// nextUpstream sends a GET or HEAD again, up to three times, when its
+// upstream failed before it answered: a connection reset because the
+// replica closed its listener with the request in its accept queue, as
+// nginx's proxy_next_upstream (default: error, timeout) does. Each try
+// dials, and so resolves, anew.
+type nextUpstream struct{ http.RoundTripper }
+
+func (n nextUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	for try := 1; ; try++ {
+		resp, err := n.RoundTripper.RoundTrip(r)
+		if err == nil || try == 3 || (r.Method != http.MethodGet && r.Method != http.MethodHead) || r.Context().Err() != nil {
+			return resp, err
+		}
+		fmt.Fprintf(os.Stderr, "proxy: %s %s: %v; trying again\n", r.Method, r.URL.Path, err)
+	}
 }
 
 // dialEach resolves the host and tries its addresses in turn, each for a

@@ -127,6 +127,9 @@ func (f Finding) WaiverLocation() string {
 	return location(f.Waiver.DeclRange)
 }
 
+// Location is file:line:col of r, or "" for a range in no file.
+func Location(r hcl.Range) string { return location(r) }
+
 func location(r hcl.Range) string {
 	if r.Filename == "" {
 		return ""

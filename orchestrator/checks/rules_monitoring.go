@@ -210,9 +210,16 @@ func serviceAttrRange(svc *stackhcl.Service, keys ...string) hcl.Range {
 	return svc.DeclRange
 }
 
-// isProductionEnv says whether an environment is production by name.
-func isProductionEnv(name string) bool {
-	return name == "production" || name == "prod"
+// isProduction says whether the production-only rules apply: the
+// environment's tier, declared or by its name.
+func isProduction(s *stackhcl.Stack) bool {
+	return s.Tier == stackhcl.TierProduction
+}
+
+// environmentOf names the environment and its tier, for a finding that
+// applies because of the tier: environment "live" (tier production).
+func environmentOf(s *stackhcl.Stack) string {
+	return fmt.Sprintf("environment %q (tier %s)", s.Environment, s.Tier)
 }
 
 func celeryServices(stack *stackhcl.Stack) []*stackhcl.Service {
@@ -333,11 +340,11 @@ func checkCacheConfigured(in *Input) []Finding {
 
 func checkPortalBaseURL(in *Input) []Finding {
 	s := in.Stack
-	if !isProductionEnv(s.Environment) || s.Django.PortalBaseURL != "" {
+	if !isProduction(s) || s.Django.PortalBaseURL != "" {
 		return nil
 	}
 	return []Finding{{
-		Message: fmt.Sprintf("environment %q leaves django.portal_base_url empty, so alert email links are broken", s.Environment),
+		Message: fmt.Sprintf("%s leaves django.portal_base_url empty, so alert email links are broken", environmentOf(s)),
 		Range:   djangoAttrRange(s, "portal_base_url"),
 	}}
 }
@@ -392,11 +399,11 @@ func checkAfterMiddleware(in *Input) []Finding {
 
 func checkSentryInProduction(in *Input) []Finding {
 	s := in.Stack
-	if !isProductionEnv(s.Environment) || s.Django.Sentry.Configured {
+	if !isProduction(s) || s.Django.Sentry.Configured {
 		return nil
 	}
 	return []Finding{{
-		Message: fmt.Sprintf("environment %q has no django.sentry block, so errors are not tracked", s.Environment),
+		Message: fmt.Sprintf("%s has no django.sentry block, so errors are not tracked", environmentOf(s)),
 		Range:   djangoAttrRange(s),
 	}}
 }
@@ -441,11 +448,11 @@ func checkLogRotation(in *Input) []Finding {
 func checkProductionCacheRedis(in *Input) []Finding {
 	s := in.Stack
 	backend := s.Django.CacheBackend
-	if !isProductionEnv(s.Environment) || backend == "" || backend == "redis" {
+	if !isProduction(s) || backend == "" || backend == "redis" {
 		return nil
 	}
 	return []Finding{{
-		Message: fmt.Sprintf("environment %q uses cache_backend = %q instead of Redis", s.Environment, backend),
+		Message: fmt.Sprintf("%s uses cache_backend = %q instead of Redis", environmentOf(s), backend),
 		Range:   djangoAttrRange(s, "cache_backend"),
 	}}
 }

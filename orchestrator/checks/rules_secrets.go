@@ -39,6 +39,68 @@ var secretsRules = []*Rule{
 		Source: "obcd",
 		Check:  checkDebugOff,
 	},
+	{
+		Code: "secrets.S004", Severity: SeverityWarning, Priority: PriorityHigh, Category: CategorySecurity,
+		Title:  "A declared secret has no value yet",
+		Impact: "The environment cannot be deployed until it has one; validate --deploy (and so deploy) refuses it as deploy.D002.",
+		Fix:    "Run obcd secrets init <env> to generate the missing values into .obcd/<env>.secrets, or export OBCD_SECRET_<NAME>.",
+		Source: "obcd",
+		Check:  checkMissingSecrets,
+	},
+	{
+		Code: "secrets.S005", Severity: SeverityError, Priority: PriorityHigh, Category: CategoryDatabase,
+		Title:  "A replication password does not fit primary_conninfo",
+		Impact: "A replica's primary_conninfo holds at most 1024 bytes: with a longer password the replica never streams, while its healthcheck stays green.",
+		Fix:    fmt.Sprintf("Use a replication password of at most %d bytes (a ' or \\ counts twice): remove the value and run obcd secrets init <env>, or obcd secrets rotate <env> <name>.", stackhcl.MaxReplicationPassword),
+		Source: "obcd",
+		Check:  checkReplicationPasswordFits,
+	},
+}
+
+// checkReplicationPasswordFits finds a replication password, of a
+// postgres service with replicas, whose value (as given, not as
+// generated: hcl refuses a declared length that is too long) is longer,
+// quoted as libpq quotes it, than primary_conninfo can hold with the
+// rest of the connection string.
+func checkReplicationPasswordFits(in *Input) []Finding {
+	var out []Finding
+	for _, svc := range in.Stack.ServicesOf(stackhcl.KindPostgres) {
+		if svc.Postgres == nil || svc.Replicas == 0 {
+			continue
+		}
+		secret := in.Stack.Secret(svc.Postgres.ReplicationPassword)
+		if secret == nil {
+			continue
+		}
+		value := in.SecretValue(secret.Name)
+		quoted := len(value) + strings.Count(value, "'") + strings.Count(value, `\`)
+		if quoted > stackhcl.MaxReplicationPassword {
+			out = append(out, Finding{
+				Message: fmt.Sprintf("secret %q (%s), the replication password of %q, takes %d bytes in primary_conninfo; at most %d fit",
+					secret.Name, secret.EnvVar(), svc.Name, quoted, stackhcl.MaxReplicationPassword),
+				Range: secret.DeclRange,
+			})
+		}
+	}
+	return out
+}
+
+// checkMissingSecrets finds the declared secrets with no value, when a
+// secret source was given at all (a render-only check has none).
+func checkMissingSecrets(in *Input) []Finding {
+	if in.Secrets == nil {
+		return nil
+	}
+	var out []Finding
+	for _, secret := range in.Stack.Secrets {
+		if in.SecretValue(secret.Name) == "" {
+			out = append(out, Finding{
+				Message: fmt.Sprintf("secret %q (%s) has no value", secret.Name, secret.EnvVar()),
+				Range:   secret.DeclRange,
+			})
+		}
+	}
+	return out
 }
 
 // Secret strength thresholds of secrets.S002.
@@ -150,16 +212,13 @@ func checkWeakSecrets(in *Input) []Finding {
 	return out
 }
 
-// developmentEnvs are environments where DEBUG may be on.
-var developmentEnvs = map[string]bool{"development": true, "dev": true, "local": true, "test": true}
-
 func checkDebugOff(in *Input) []Finding {
 	s := in.Stack
-	if !s.Django.Debug || developmentEnvs[s.Environment] {
+	if !s.Django.Debug || s.Tier == stackhcl.TierDevelopment {
 		return nil
 	}
 	return []Finding{{
-		Message: fmt.Sprintf("django.debug is true in environment %q", s.Environment),
+		Message: fmt.Sprintf("django.debug is true in %s; DEBUG may be on only in tier development", environmentOf(s)),
 		Range:   djangoAttrRange(s, "debug"),
 	}}
 }

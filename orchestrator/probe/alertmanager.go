@@ -12,7 +12,7 @@ import (
 // AlertmanagerConfig is what an Alertmanager probe checks.
 type AlertmanagerConfig struct {
 	URL    string       // base URL, e.g. http://127.0.0.1:9093
-	Client *http.Client // nil: a plain client; the attempt's ctx bounds it
+	Client *http.Client `json:"-"` // nil: a plain client; the attempt's ctx bounds it
 }
 
 // Alertmanager returns a checker that wants GET /-/ready to answer 200 and

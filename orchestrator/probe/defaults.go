@@ -1,10 +1,12 @@
 package probe
 
 import (
-	"context"
+	"cmp"
 	"fmt"
+	"net"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
 	stackhcl "github.com/obcd/obcd/hcl"
@@ -17,6 +19,11 @@ type BuildOptions struct {
 	Secrets templates.SecretSource
 	// Docker enables the container probe; nil leaves it out.
 	Docker ContainerAPI
+	// Vantage runs the probes of services that declare no address, from
+	// inside the environment's network (the in-network agent). nil: those
+	// probes are skipped, with NoVantage (or a default) as the reason.
+	Vantage   Vantage
+	NoVantage string
 }
 
 // Plan is the probes of an environment, and the ones that could not be
@@ -24,6 +31,8 @@ type BuildOptions struct {
 type Plan struct {
 	Specs   []Spec
 	Skipped []string
+	// Vantage runs the specs that are InNetwork.
+	Vantage Vantage
 }
 
 // draft is a probe before its checker is built: overrides from the
@@ -45,7 +54,7 @@ type draft struct {
 // applies the stack's probe blocks: tuning a derived probe by name,
 // turning it off (enabled = false), or adding a new one.
 func Build(opts BuildOptions) (Plan, error) {
-	b := &builder{stack: opts.Stack, secrets: opts.Secrets, docker: opts.Docker}
+	b := &builder{stack: opts.Stack, secrets: opts.Secrets, docker: opts.Docker, inNetwork: opts.Vantage != nil, noVantage: opts.NoVantage}
 	b.web()
 	b.site()
 	b.database()
@@ -59,9 +68,12 @@ func Build(opts BuildOptions) (Plan, error) {
 	if err := b.applyOverrides(); err != nil {
 		return Plan{}, err
 	}
-	plan := Plan{Skipped: b.skipped}
+	plan := Plan{Skipped: b.skipped, Vantage: opts.Vantage}
 	for _, d := range b.drafts {
 		d.spec.Check = d.checker()
+		if d.container == nil {
+			d.spec.Config = d.config()
+		}
 		plan.Specs = append(plan.Specs, d.spec)
 	}
 	return plan, nil
@@ -74,6 +86,10 @@ type builder struct {
 	drafts  []*draft
 	skipped []string
 	err     error
+	// inNetwork: services without an address are probed by name and
+	// port on the environment's network, through the vantage.
+	inNetwork bool
+	noVantage string
 }
 
 func (b *builder) add(d *draft) { b.drafts = append(b.drafts, d) }
@@ -93,13 +109,35 @@ func (b *builder) secret(name string) string {
 	return v
 }
 
-// reachable returns a service's address, noting a skip when it has none.
-func (b *builder) reachable(svc *stackhcl.Service, what string) (string, bool) {
-	if svc.Address == "" {
-		b.skip("%s: service %q declares no address (set address = \"host:port\" where obcd can reach it)", what, svc.Name)
-		return "", false
+// endpoint is where a probe reaches a service.
+type endpoint struct {
+	addr      string // host:port
+	inNetwork bool   // a name and port on the environment's network, reached through the vantage
+}
+
+// reachable is where probes reach svc: its declared address, from here
+// (address is the override for probing from outside); else its name and
+// port on the environment's network, through the in-network agent. A
+// service with neither is skipped, with why.
+func (b *builder) reachable(svc *stackhcl.Service, what string) (endpoint, bool) {
+	switch {
+	case svc.Address != "":
+		return endpoint{addr: svc.Address}, true
+	case b.inNetwork && svc.Port > 0:
+		return endpoint{addr: net.JoinHostPort(svc.Name, strconv.Itoa(svc.Port)), inNetwork: true}, true
+	case svc.Port == 0:
+		b.skip("%s: service %q listens on no port (set port, or address = \"host:port\" where obcd can reach it)", what, svc.Name)
+	default:
+		why := cmp.Or(b.noVantage, "obcd has no in-network agent here")
+		b.skip("%s: service %q declares no address, and it cannot be probed from inside the network: %s (set address = \"host:port\" where obcd can reach it)", what, svc.Name, why)
 	}
-	return svc.Address, true
+	return endpoint{}, false
+}
+
+// at marks d as reaching its service at ep, and adds it.
+func (b *builder) at(ep endpoint, d *draft) {
+	d.spec.InNetwork = ep.inNetwork
+	b.add(d)
 }
 
 func spec(name, kind, target, component string, critical bool) Spec {
@@ -111,22 +149,22 @@ func (b *builder) web() {
 	if web == nil {
 		return
 	}
-	addr, ok := b.reachable(web, "web probes")
+	ep, ok := b.reachable(web, "web probes")
 	if !ok {
 		return
 	}
-	base := "http://" + addr
-	b.add(&draft{spec: spec("web-health", "http", base+"/health/", ComponentWeb, true),
+	base := "http://" + ep.addr
+	b.at(ep, &draft{spec: spec("web-health", "http", base+"/health/", ComponentWeb, true),
 		http: &HTTPConfig{URL: base + "/health/"}})
 	ready := map[string]any{"database": true}
 	if b.stack.Django.Cache != "" {
 		ready["cache"] = true
 	}
-	b.add(&draft{spec: spec("web-ready", "http", base+"/ready/", ComponentWeb, true),
+	b.at(ep, &draft{spec: spec("web-ready", "http", base+"/ready/", ComponentWeb, true),
 		http: &HTTPConfig{URL: base + "/ready/", ExpectJSON: ready}})
 	if b.stack.Django.Metrics.Enabled {
 		u := base + b.stack.Django.Metrics.Path
-		b.add(&draft{spec: spec("web-metrics", "metrics", u, ComponentPrometheus, true),
+		b.at(ep, &draft{spec: spec("web-metrics", "metrics", u, ComponentPrometheus, true),
 			metrics: &MetricsConfig{URL: u, Require: DjangoMetrics}})
 	}
 }
@@ -170,23 +208,25 @@ func (b *builder) database() {
 		return
 	}
 	dbName := primary.Postgres.Database
-	if addr, ok := b.reachable(pool, "database probes"); ok {
+	if ep, ok := b.reachable(pool, "database probes"); ok {
+		addr := ep.addr
 		if pool.PgBouncer != nil {
 			for _, u := range pool.PgBouncer.Users {
-				b.add(&draft{spec: spec("pgbouncer-login-"+u.Name, "postgres", addr, ComponentDatabase, true),
+				b.at(ep, &draft{spec: spec("pgbouncer-login-"+u.Name, "postgres", addr, ComponentDatabase, true),
 					postgres: &PostgresConfig{Mode: PostgresLogin, Addr: addr, User: u.Name, Password: b.secret(u.Password), Database: dbName}})
 			}
 		}
 		if user := b.appUser(pool); user != nil {
-			b.add(&draft{spec: spec("db-migrations", "postgres", addr, ComponentDatabase, true),
+			b.at(ep, &draft{spec: spec("db-migrations", "postgres", addr, ComponentDatabase, true),
 				postgres: &PostgresConfig{Mode: PostgresMigrations, Addr: addr, User: user.Name, Password: b.secret(user.Password),
 					Database: dbName, ExpectMigrations: -1}})
 		}
 	}
 	if primary.Replicas > 0 {
-		if addr, ok := b.reachable(primary, "replication probe"); ok {
+		if ep, ok := b.reachable(primary, "replication probe"); ok {
+			addr := ep.addr
 			user, password := "postgres", b.secret(primary.Postgres.SuperuserPassword)
-			b.add(&draft{spec: spec("db-replication", "postgres", addr, ComponentDatabase, true),
+			b.at(ep, &draft{spec: spec("db-replication", "postgres", addr, ComponentDatabase, true),
 				postgres: &PostgresConfig{Mode: PostgresReplication, Addr: addr, User: user, Password: password,
 					Database: dbName, Replicas: primary.ReplicaNames()}})
 		}
@@ -206,8 +246,8 @@ func (b *builder) redis() {
 	if cache == nil {
 		return
 	}
-	if addr, ok := b.reachable(cache, "redis probe"); ok {
-		b.add(&draft{spec: spec("redis-roundtrip", "redis", addr, ComponentRedis, true), redis: &RedisConfig{Addr: addr, MaxMemoryRatio: memoryRatio(cache)}})
+	if ep, ok := b.reachable(cache, "redis probe"); ok {
+		b.at(ep, &draft{spec: spec("redis-roundtrip", "redis", ep.addr, ComponentRedis, true), redis: &RedisConfig{Addr: ep.addr, MaxMemoryRatio: memoryRatio(cache)}})
 	}
 }
 
@@ -233,9 +273,12 @@ func (b *builder) celery() {
 		return
 	}
 	for _, exp := range b.stack.ServicesOf(stackhcl.KindExporter) {
-		if exp.Exporter.Type == stackhcl.ExporterCelery && exp.Address != "" {
-			u := "http://" + exp.Address + "/metrics"
-			b.add(&draft{spec: spec("celery-workers", "celery", u, ComponentCelery, false),
+		if exp.Exporter.Type != stackhcl.ExporterCelery || (exp.Address == "" && !b.inNetwork) {
+			continue
+		}
+		if ep, ok := b.reachable(exp, "celery probe"); ok {
+			u := "http://" + ep.addr + "/metrics"
+			b.at(ep, &draft{spec: spec("celery-workers", "celery", u, ComponentCelery, false),
 				celery: &CeleryConfig{ExporterURL: u, MinWorkers: workers}})
 			return
 		}
@@ -244,37 +287,37 @@ func (b *builder) celery() {
 	if broker == nil {
 		return
 	}
-	if addr, ok := b.reachable(broker, "celery probe"); ok {
-		b.add(&draft{spec: spec("celery-workers", "celery", addr, ComponentCelery, false),
-			celery: &CeleryConfig{BrokerAddr: addr, MinWorkers: workers}})
+	if ep, ok := b.reachable(broker, "celery probe"); ok {
+		b.at(ep, &draft{spec: spec("celery-workers", "celery", ep.addr, ComponentCelery, false),
+			celery: &CeleryConfig{BrokerAddr: ep.addr, MinWorkers: workers}})
 	}
 }
 
 func (b *builder) monitoring() {
 	if prom := b.stack.First(stackhcl.KindPrometheus); prom != nil {
-		if addr, ok := b.reachable(prom, "prometheus probes"); ok {
-			base := "http://" + addr
-			b.add(&draft{spec: spec("prometheus-targets", "prometheus", base, ComponentPrometheus, true),
+		if ep, ok := b.reachable(prom, "prometheus probes"); ok {
+			base := "http://" + ep.addr
+			b.at(ep, &draft{spec: spec("prometheus-targets", "prometheus", base, ComponentPrometheus, true),
 				prom: &PrometheusConfig{URL: base, Mode: PrometheusTargets, ExpectJobs: templates.PrometheusJobs(b.stack),
 					Discovered: templates.PrometheusDiscoveredJobs(b.stack)}})
-			b.add(&draft{spec: spec("prometheus-rules", "prometheus", base, ComponentPrometheus, true),
+			b.at(ep, &draft{spec: spec("prometheus-rules", "prometheus", base, ComponentPrometheus, true),
 				prom: &PrometheusConfig{URL: base, Mode: PrometheusRules}})
 			if b.stack.First(stackhcl.KindAlertmanager) != nil {
-				b.add(&draft{spec: spec("prometheus-alertmanagers", "prometheus", base, ComponentAlertmanager, false),
+				b.at(ep, &draft{spec: spec("prometheus-alertmanagers", "prometheus", base, ComponentAlertmanager, false),
 					prom: &PrometheusConfig{URL: base, Mode: PrometheusAlertmanagers}})
 			}
 		}
 	}
 	if am := b.stack.First(stackhcl.KindAlertmanager); am != nil {
-		if addr, ok := b.reachable(am, "alertmanager probe"); ok {
-			b.add(&draft{spec: spec("alertmanager-ready", "alertmanager", "http://"+addr, ComponentAlertmanager, false),
-				am: &AlertmanagerConfig{URL: "http://" + addr}})
+		if ep, ok := b.reachable(am, "alertmanager probe"); ok {
+			b.at(ep, &draft{spec: spec("alertmanager-ready", "alertmanager", "http://"+ep.addr, ComponentAlertmanager, false),
+				am: &AlertmanagerConfig{URL: "http://" + ep.addr}})
 		}
 	}
 	if g := b.stack.First(stackhcl.KindGrafana); g != nil {
-		if addr, ok := b.reachable(g, "grafana probe"); ok {
-			b.add(&draft{spec: spec("grafana", "grafana", "http://"+addr, ComponentGrafana, false),
-				grafana: &GrafanaConfig{URL: "http://" + addr, User: g.Grafana.AdminUser,
+		if ep, ok := b.reachable(g, "grafana probe"); ok {
+			b.at(ep, &draft{spec: spec("grafana", "grafana", "http://"+ep.addr, ComponentGrafana, false),
+				grafana: &GrafanaConfig{URL: "http://" + ep.addr, User: g.Grafana.AdminUser,
 					Password: b.secret(g.Grafana.AdminPassword), Dashboards: templates.GrafanaDashboardUIDs(b.stack)}})
 		}
 	}
@@ -299,27 +342,16 @@ func (b *builder) containers() {
 }
 
 func (d *draft) checker() Checker {
-	switch {
-	case d.http != nil:
-		return HTTP(*d.http)
-	case d.metrics != nil:
-		return Metrics(*d.metrics)
-	case d.postgres != nil:
-		return Postgres(*d.postgres)
-	case d.redis != nil:
-		return Redis(*d.redis)
-	case d.celery != nil:
-		return Celery(*d.celery)
-	case d.prom != nil:
-		return Prometheus(*d.prom)
-	case d.am != nil:
-		return Alertmanager(*d.am)
-	case d.grafana != nil:
-		return Grafana(*d.grafana)
-	case d.container != nil:
+	if d.container != nil {
 		return Container(*d.container)
 	}
-	return CheckFunc(func(context.Context) Attempt { return Fatalf("probe %q has nothing to check", d.spec.Name) })
+	return d.config().Checker(d.spec.Name)
+}
+
+// config is the draft's check as data.
+func (d *draft) config() *Config {
+	return &Config{HTTP: d.http, Metrics: d.metrics, Postgres: d.postgres, Redis: d.redis, Celery: d.celery,
+		Prometheus: d.prom, Alertmanager: d.am, Grafana: d.grafana}
 }
 
 // newDraft makes a probe the stack adds: its type decides the checker,
@@ -328,19 +360,28 @@ func (b *builder) newDraft(pc *stackhcl.ProbeConfig) (*draft, error) {
 	if pc.Type == nil {
 		return nil, fmt.Errorf("%s: probe %q is not one obcd derives, so it needs type = \"http\" (or another probe type)", pc.DeclRange, pc.Name)
 	}
-	target := ""
+	target, inNetwork := "", false
 	if pc.URL != nil {
 		target = *pc.URL
 	} else if pc.Target != "" {
 		svc := b.stack.Service(pc.Target)
-		if svc == nil || svc.Address == "" {
-			return nil, fmt.Errorf("%s: probe %q targets service %q, which declares no address; set address on the service or url on the probe", pc.DeclRange, pc.Name, pc.Target)
+		if svc == nil {
+			return nil, fmt.Errorf("%s: probe %q targets service %q, which the stack does not declare", pc.DeclRange, pc.Name, pc.Target)
 		}
-		target = svc.Address
+		switch {
+		case svc.Address != "":
+			target = svc.Address
+		case b.inNetwork && svc.Port > 0:
+			target, inNetwork = net.JoinHostPort(svc.Name, strconv.Itoa(svc.Port)), true
+		default:
+			return nil, fmt.Errorf("%s: probe %q targets service %q, which declares no address and cannot be probed from inside the network here (%s); set address on the service or url on the probe",
+				pc.DeclRange, pc.Name, pc.Target, cmp.Or(b.noVantage, "no in-network agent"))
+		}
 	} else {
 		return nil, fmt.Errorf("%s: probe %q needs url = \"...\" or target = service.<name>", pc.DeclRange, pc.Name)
 	}
 	d := &draft{spec: spec(pc.Name, *pc.Type, target, componentFor(*pc.Type), true)}
+	d.spec.InNetwork = inNetwork
 	base := target
 	if !strings.Contains(base, "://") {
 		base = "http://" + base

@@ -18,7 +18,7 @@ type GrafanaConfig struct {
 	// Dashboards are the uids /api/search must find; none: only health
 	// is checked.
 	Dashboards []string
-	Client     *http.Client // nil: a plain client; the attempt's ctx bounds it
+	Client     *http.Client `json:"-"` // nil: a plain client; the attempt's ctx bounds it
 }
 
 // Grafana returns a checker that wants /api/health to report database

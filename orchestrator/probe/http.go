@@ -39,7 +39,7 @@ type HTTPConfig struct {
 	ThrottleAfter   int               // >0: send up to ThrottleAfter+1 sequential GETs; pass when one returns 429, fail if none did
 	CORSOrigin      string            // OPTIONS preflight with Origin + Access-Control-Request-Method: GET; pass when Access-Control-Allow-Origin equals the origin or *
 	Insecure        bool              // skip TLS verification
-	Client          *http.Client      // nil = a default client with no redirects followed, TLS per Insecure
+	Client          *http.Client      `json:"-"` // nil = a default client with no redirects followed, TLS per Insecure
 }
 
 const (

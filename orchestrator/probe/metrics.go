@@ -19,7 +19,7 @@ type MetricsConfig struct {
 	URL      string
 	Require  []string // metric family names that must be present, e.g. django_http_requests_total_by_method_total
 	Insecure bool
-	Client   *http.Client
+	Client   *http.Client `json:"-"`
 }
 
 // DjangoMetrics are the django-prometheus families a healthy app exposes (both

@@ -103,6 +103,7 @@ func tuneHTTP(d *draft, pc *stackhcl.ProbeConfig) error {
 	h := d.http
 	if pc.URL != nil {
 		h.URL = *pc.URL
+		d.spec.InNetwork = false // a URL is reached from here
 	}
 	if pc.Path != nil {
 		u, err := url.Parse(h.URL)

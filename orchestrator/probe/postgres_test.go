@@ -16,8 +16,10 @@ import (
 
 // Passwords of the test roles; no message may contain them.
 const (
-	pgTestAppPassword    = "app-Pw-7c1e9b0a"
-	pgTestReaderPassword = "reader-Pw-52f3d8aa"
+	// Each holds every character that breaks a URL, a shell or a
+	// conninfo string when written raw: the probe must quote it.
+	pgTestAppPassword    = `app-Pw-7c1e9b0a" ' \ =$%@/:?#&;`
+	pgTestReaderPassword = `reader-Pw-52f3d8aa" ' \ =$%@/:?#&;%41`
 	pgTestWrongPassword  = "wrong-Pw-9e0d4b21"
 )
 
@@ -65,12 +67,16 @@ func (s pgStack) directAddr() string {
 func startPgStack(t *testing.T) pgStack {
 	t.Helper()
 	pg := testsvc.StartPostgres(t)
-	pg.Exec("postgres", fmt.Sprintf(`CREATE ROLE app LOGIN PASSWORD '%s';
-		CREATE ROLE reader LOGIN PASSWORD '%s';`, pgTestAppPassword, pgTestReaderPassword))
+	literal := func(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
+	pg.Exec("postgres", fmt.Sprintf(`CREATE ROLE app LOGIN PASSWORD %s;
+		CREATE ROLE reader LOGIN PASSWORD %s;`, literal(pgTestAppPassword), literal(pgTestReaderPassword)))
 	pg.Exec("postgres", "CREATE DATABASE shop OWNER app")
 	ini := fmt.Sprintf("[databases]\nshop = host=127.0.0.1 port=%d dbname=shop\n\n"+
 		"[pgbouncer]\nauth_type = scram-sha-256\npool_mode = transaction\n", pg.Port)
-	userlist := fmt.Sprintf("%q %q\n%q %q\n", "app", pgTestAppPassword, "reader", pgTestReaderPassword)
+	// PgBouncer's userlist doubles a quote inside a field; nothing else
+	// is escaped.
+	field := func(v string) string { return `"` + strings.ReplaceAll(v, `"`, `""`) + `"` }
+	userlist := field("app") + " " + field(pgTestAppPassword) + "\n" + field("reader") + " " + field(pgTestReaderPassword) + "\n"
 	bouncer := testsvc.StartPgBouncer(t, ini, testsvc.WithAuthFile([]byte(userlist)))
 	return pgStack{pg: pg, bouncer: bouncer}
 }

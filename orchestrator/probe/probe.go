@@ -106,7 +106,13 @@ type Spec struct {
 	StartPeriod      time.Duration // failures before this are not final
 	SuccessThreshold int           // consecutive passes needed
 
-	Check Checker
+	// InNetwork: Target is a name and port on the environment's network,
+	// reached from inside it through the plan's Vantage, not from here.
+	InNetwork bool
+	// Config is the check as data, from which a vantage elsewhere builds
+	// it; nil for the container probe, which always runs here.
+	Config *Config
+	Check  Checker `json:"-"`
 }
 
 // Status is a probe's verdict.
@@ -131,6 +137,9 @@ type Result struct {
 	Latency   time.Duration `json:"latency_ns"` // of the last attempt
 	Attempts  int           `json:"attempts"`
 	Message   string        `json:"message"`
+	// InNetwork: the probe ran from inside the environment's network,
+	// through the in-network agent.
+	InNetwork bool `json:"in_network"`
 }
 
 // Passed reports whether the probe passed.
@@ -155,8 +164,9 @@ func (s Spec) withDefaults() Spec {
 	return s
 }
 
-// Run runs every probe at once until each has a verdict or ctx ends, and
-// returns the results in the order of specs.
+// Run runs every probe at once, from here, until each has a verdict or
+// ctx ends, and returns the results in the order of specs. Plan.Run runs
+// a plan's in-network probes through its vantage as well.
 func Run(ctx context.Context, specs []Spec) []Result {
 	return RunNotify(ctx, specs, nil)
 }
@@ -200,7 +210,7 @@ func runAll(ctx context.Context, specs []Spec, notify func(Result), onDemand boo
 // definite or fatal failure ends it at once.
 func runOne(ctx context.Context, spec Spec, onDemand bool) Result {
 	r := Result{Name: spec.Name, Kind: spec.Kind, Target: spec.Target, Component: spec.Component,
-		Critical: spec.Critical, Status: StatusPending, Message: "no result yet"}
+		Critical: spec.Critical, Status: StatusPending, Message: "no result yet", InNetwork: spec.InNetwork}
 	start := time.Now()
 	passes := 0
 	for {

@@ -223,3 +223,28 @@ func TestPrometheus_TargetsOfReplicasThatLeftDoNotFailADiscoveredJob(t *testing.
 		t.Errorf("a down target with no replica count: %+v, want a failure", a)
 	}
 }
+
+// TestPrometheus_ADownTargetIsDefiniteANewOneIsNot: on demand, a target
+// of a static job that Prometheus reports down is an answer, reported at
+// once; one it has not scraped yet (a replica that just started), or one
+// of a job found by DNS, only wants time.
+func TestPrometheus_ADownTargetIsDefiniteANewOneIsNot(t *testing.T) {
+	for health, definite := range map[string]bool{"down": true, "unknown": false} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, `{"status":"success","data":{"activeTargets":[
+				{"scrapePool":"django","scrapeUrl":"http://web:8000/metrics","health":"up"},
+				{"scrapePool":"django","scrapeUrl":"http://web2:8000/metrics","health":%q,"lastError":"dial tcp: connection refused"}]}}`, health)
+		}))
+		attempt := Prometheus(PrometheusConfig{URL: srv.URL, Mode: PrometheusTargets, ExpectJobs: []string{"django"}}).Check(context.Background())
+		if attempt.Outcome != Fail || attempt.Definite != definite {
+			t.Errorf("a %s target: outcome %v, definite %v (%s); want a failure, definite %v", health, attempt.Outcome, attempt.Definite, attempt.Message, definite)
+		}
+		// Found by DNS, with fewer replicas up than it has: the down one may
+		// have left in a roll, and the new one is found at the next refresh.
+		attempt = Prometheus(PrometheusConfig{URL: srv.URL, Mode: PrometheusTargets, ExpectJobs: []string{"django"}, Discovered: map[string]int{"django": 2}}).Check(context.Background())
+		srv.Close()
+		if attempt.Outcome != Fail || attempt.Definite {
+			t.Errorf("a %s target of a job found by DNS: outcome %v, definite %v (%s); want a failure that is not definite", health, attempt.Outcome, attempt.Definite, attempt.Message)
+		}
+	}
+}

@@ -47,6 +47,9 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Store, error) {
 	if err != nil || data == nil {
 		return store, err
 	}
+	if err := checkNoExpansion(path, data); err != nil {
+		return nil, err
+	}
 	// Parse errors may quote the offending line, which may hold a secret:
 	// keep the path, drop the message.
 	values, err := dotenv.UnmarshalBytesWithLookup(data, func(string) (string, bool) { return "", false })
@@ -55,6 +58,49 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Store, error) {
 	}
 	store.values = values
 	return store, nil
+}
+
+// checkNoExpansion refuses a line with a NUL byte, and a value with a $
+// that the dotenv format would expand: any $ in a bare value, and one not escaped as \$ in double
+// quotes (single quotes are literal). A password holding ${HOME} would
+// silently become another. The error names the line and the key, never
+// the value.
+func checkNoExpansion(path string, data []byte) error {
+	for i, line := range strings.Split(string(data), "\n") {
+		trimmed := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "export "))
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(trimmed, "=")
+		value = strings.TrimSpace(value)
+		if strings.ContainsRune(line, 0) {
+			return fmt.Errorf("%s:%d: the line of %s holds a NUL byte, which no environment variable can carry, so the container would get another secret; remove it, or run obcd secrets rotate to set the value",
+				path, i+1, strings.TrimSpace(key))
+		}
+		if !ok || strings.HasPrefix(value, "'") || !expands(value) {
+			continue
+		}
+		return fmt.Errorf("%s:%d: the value of %s holds a $ that the dotenv format expands, so the secret would silently change; put the value in single quotes (%s='...'), write it as \\$ inside double quotes, or run obcd secrets rotate to set it",
+			path, i+1, strings.TrimSpace(key), strings.TrimSpace(key))
+	}
+	return nil
+}
+
+// expands says whether a bare or double-quoted dotenv value holds a $
+// that is not escaped with a backslash.
+func expands(value string) bool {
+	if !strings.HasPrefix(value, `"`) {
+		return strings.Contains(value, "$")
+	}
+	for i := 1; i < len(value); i++ {
+		switch value[i] {
+		case '\\':
+			i++ // the next byte is escaped
+		case '$':
+			return true
+		}
+	}
+	return false
 }
 
 func readSecretsFile(path string) ([]byte, error) {
@@ -225,12 +271,19 @@ func Rotate(path string, secret *stackhcl.Secret, value string) error {
 	return atomicfile.WriteFile(path, content, 0o600)
 }
 
-// dotenvLine writes KEY=value so that the dotenv parser reads value back
-// exactly: bare when it is plain, else in single quotes, where nothing is
-// interpolated or unescaped.
+// dotenvLine writes KEY=value so that the dotenv parser (compose-go's,
+// which docker compose --env-file uses too) reads value back exactly:
+//   - bare when it is plain;
+//   - in single quotes when it holds no single quote and no backslash
+//     (the parser reads \' there as an escaped quote): nothing inside is
+//     interpolated;
+//   - else in double quotes, with \ " and $ escaped as \\ \" and \$.
+//
+// Any value round-trips but one with a newline, a carriage return or a
+// NUL, which no environment variable can hold either.
 func dotenvLine(key, value string) (string, error) {
-	if strings.ContainsAny(value, "'\n\r\x00") {
-		return "", fmt.Errorf("%w: it holds a single quote, a newline or a NUL; choose a value without them", ErrUnstorable)
+	if strings.ContainsAny(value, "\n\r\x00") {
+		return "", fmt.Errorf("%w: it holds a newline, a carriage return or a NUL; choose a value without them", ErrUnstorable)
 	}
 	plain := true
 	for _, r := range value {
@@ -239,10 +292,14 @@ func dotenvLine(key, value string) (string, error) {
 			break
 		}
 	}
-	if plain {
+	switch {
+	case plain:
 		return key + "=" + value, nil
+	case !strings.ContainsAny(value, `'\`):
+		return key + "='" + value + "'", nil
 	}
-	return key + "='" + value + "'", nil
+	escaped := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`).Replace(value)
+	return key + `="` + escaped + `"`, nil
 }
 
 // replaceLine replaces the first line that sets key (KEY=… or export

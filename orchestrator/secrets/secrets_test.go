@@ -193,7 +193,7 @@ func TestRotate_ReplacesOneValueInPlace(t *testing.T) {
 		t.Errorf("file after rotation:\n%s\nwant only the one line changed:\n%s", after, want)
 	}
 
-	for _, value := range []string{"with space & $HOME #not-a-comment", `back\slash"quote`, "plain-Value_1.2"} {
+	for _, value := range []string{"with space & $HOME #not-a-comment", `back\slash"quote`, "plain-Value_1.2", "it's", `it's "$HOME" \$ \\`} {
 		if err := Rotate(path, secret, value); err != nil {
 			t.Fatalf("rotate to %q: %v", value, err)
 		}
@@ -207,7 +207,7 @@ func TestRotate_ReplacesOneValueInPlace(t *testing.T) {
 	}
 
 	kept, _ := read()
-	for _, bad := range []string{"it's", "two\nlines"} {
+	for _, bad := range []string{"two\nlines", "carriage\rreturn", "nul\x00byte"} {
 		if err := Rotate(path, secret, bad); !errors.Is(err, ErrUnstorable) || strings.Contains(err.Error(), bad) {
 			t.Errorf("rotate to an unstorable value: %v; want ErrUnstorable, without the value", err)
 		}
@@ -222,5 +222,66 @@ func TestRotate_ReplacesOneValueInPlace(t *testing.T) {
 	}
 	if _, store := read(); !store.Has("url_token") {
 		t.Error("a rotation of a secret with no line did not add one")
+	}
+}
+
+// TestLoad_ADollarOutsideSingleQuotesIsRefused: dotenv would expand
+// ${HOME} in a value, so a password holding one would silently change;
+// the file is refused, naming the line and key, never the value. In
+// single quotes, the $ is the value's own.
+func TestLoad_ADollarOutsideSingleQuotesIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "staging.secrets")
+	for _, line := range []string{`OBCD_SECRET_DB=ab${HOME}cd`, `OBCD_SECRET_DB="ab$HOME"`, `export OBCD_SECRET_DB=x$y`} {
+		if err := os.WriteFile(path, []byte("# a comment\n"+line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(path, func(string) (string, bool) { return "", false })
+		if err == nil || !strings.Contains(err.Error(), "staging.secrets:2") || !strings.Contains(err.Error(), "OBCD_SECRET_DB") || strings.Contains(err.Error(), "HOME") || strings.Contains(err.Error(), "x$y") {
+			t.Errorf("%s: Load = %v, want a refusal naming line 2 and the key, not the value", line, err)
+		}
+	}
+	if err := os.WriteFile(path, []byte("OBCD_SECRET_DB='ab${HOME}cd'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store, err := Load(path, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := store.values["OBCD_SECRET_DB"]; v != "ab${HOME}cd" {
+		t.Errorf("single-quoted value = %q, want it verbatim", v)
+	}
+}
+
+// TestRotate_AnyValueButANewlineRoundTrips: every byte but newline,
+// carriage return and NUL (which no environment variable can hold), in
+// any place of a value, with quotes of both kinds, $ and backslashes
+// together, is written by rotate and read back by Load unchanged: the
+// secrets file is literal, nothing in it is interpolated.
+func TestRotate_AnyValueButANewlineRoundTrips(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "staging.secrets")
+	secret := &stackhcl.Secret{Name: "db_password"}
+	values := []string{" leading and trailing ", "\ttab", "#hash", "a#b #c", `'`, `"`, `\`, `$`, "${HOME}", "$HOME", `\$HOME`, `'"'"'`, `"'$\`, "=", "==x==", "é ü ✓", "\xff\xfe invalid utf-8"}
+	var all []byte
+	for b := 1; b < 256; b++ {
+		if b != '\n' && b != '\r' {
+			all = append(all, byte(b))
+			values = append(values, "x"+string(rune(b))+"y", string([]byte{byte(b)}))
+		}
+	}
+	values = append(values, string(all))
+	for _, value := range values {
+		if err := Rotate(path, secret, value); err != nil {
+			t.Errorf("rotate to %q: %v", value, err)
+			continue
+		}
+		store, err := Load(path, func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Errorf("load after rotating to %q: %v", value, err)
+			continue
+		}
+		if got, _ := store.Value(secret.Name); got != value {
+			t.Errorf("read back %q, want %q", got, value)
+		}
 	}
 }
