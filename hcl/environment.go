@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -104,6 +106,41 @@ func (d *decoder) checkEnvironment(content *hcl.BodyContent) {
 			})
 		}
 	}
+	if attr, ok := content.Attributes["docker_cert_path"]; ok {
+		host := d.environment["docker_host"].AsString()
+		path := d.environment["docker_cert_path"].AsString()
+		why := ""
+		switch {
+		case path == "":
+			why = "is empty; remove it to use DOCKER_CERT_PATH, or name the directory of ca.pem, cert.pem and key.pem"
+		case !strings.HasPrefix(host, "tcp://"):
+			why = fmt.Sprintf("applies to a tcp:// docker_host only, and docker_host is %q: an ssh:// engine is reached through ssh, a unix:// one through its socket", host)
+		}
+		if why != "" {
+			d.diags = append(d.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid docker_cert_path",
+				Detail:   "docker_cert_path " + why + ".",
+				Subject:  attr.Expr.Range().Ptr(),
+			})
+		}
+	}
+}
+
+// certPath resolves a docker_cert_path: ~/ is the user's home, and a
+// relative path is the stack file's directory's.
+func (d *decoder) certPath(path string) string {
+	switch {
+	case path == "":
+		return ""
+	case path == "~" || strings.HasPrefix(path, "~/"):
+		if home, err := os.UserHomeDir(); err == nil {
+			path = filepath.Join(home, strings.TrimPrefix(path[1:], "/"))
+		}
+	case !filepath.IsAbs(path):
+		path = filepath.Join(filepath.Dir(d.filename), path)
+	}
+	return filepath.Clean(path)
 }
 
 // dockerHostProblem says what keeps obcd from dialing host, or "".

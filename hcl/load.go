@@ -28,9 +28,10 @@ type Options struct {
 	Vars map[string]string
 	// LookupEnv reads the process environment; nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
-	// AppTag, when set, is the tag of the app image every service running
-	// it deploys, and the release version, instead of the stack's version
-	// (deploy --image TAG).
+	// AppTag, when set, is what every service running the app image
+	// deploys instead of the stack's version: a tag of app_image, or a
+	// whole image reference with a tag or digest (deploy --image); its
+	// tag becomes the release version.
 	AppTag string
 	// AllowFile are directories file() may read besides the stack
 	// file's own (--allow-file DIR).
@@ -100,7 +101,9 @@ func (l *Loader) LoadSource(filename string, src []byte) (*Stack, hcl.Diagnostic
 	sum := sha256.Sum256(src)
 	stack.Digest = hex.EncodeToString(sum[:])
 	if l.opts.AppTag != "" {
-		stack.useAppTag(l.opts.AppTag)
+		if err := stack.useAppImage(l.opts.AppTag); err != nil {
+			return nil, append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid --image", Detail: err.Error()})
+		}
 	}
 	return stack, diags
 }
@@ -270,12 +273,13 @@ func (d *decoder) selectEnvironment() {
 	if d.envBlock == nil {
 		d.diags = append(d.diags, unknownEnvironment(d.opts.Environment, envs, d.filename))
 		d.environment = map[string]cty.Value{
-			"name":        cty.StringVal(d.opts.Environment),
-			"domain":      cty.StringVal(""),
-			"docker_host": cty.StringVal(""),
-			"public_url":  cty.StringVal(""),
-			"watch":       cty.StringVal(DefaultWatch.String()),
-			"tier":        cty.StringVal(TierByName(d.opts.Environment)),
+			"name":             cty.StringVal(d.opts.Environment),
+			"domain":           cty.StringVal(""),
+			"docker_host":      cty.StringVal(""),
+			"docker_cert_path": cty.StringVal(""),
+			"public_url":       cty.StringVal(""),
+			"watch":            cty.StringVal(DefaultWatch.String()),
+			"tier":             cty.StringVal(TierByName(d.opts.Environment)),
 		}
 		return
 	}
@@ -289,11 +293,12 @@ func (d *decoder) selectEnvironment() {
 		Functions: d.funcs,
 	}
 	d.environment = map[string]cty.Value{
-		"name":        cty.StringVal(d.opts.Environment),
-		"domain":      d.evalString(content.Attributes["domain"], ctx, ""),
-		"docker_host": d.evalString(content.Attributes["docker_host"], ctx, "unix:///var/run/docker.sock"),
-		"watch":       d.evalString(content.Attributes["watch"], ctx, DefaultWatch.String()),
-		"tier":        d.evalString(content.Attributes["tier"], ctx, TierByName(d.opts.Environment)),
+		"name":             cty.StringVal(d.opts.Environment),
+		"domain":           d.evalString(content.Attributes["domain"], ctx, ""),
+		"docker_host":      d.evalString(content.Attributes["docker_host"], ctx, "unix:///var/run/docker.sock"),
+		"docker_cert_path": d.evalString(content.Attributes["docker_cert_path"], ctx, ""),
+		"watch":            d.evalString(content.Attributes["watch"], ctx, DefaultWatch.String()),
+		"tier":             d.evalString(content.Attributes["tier"], ctx, TierByName(d.opts.Environment)),
 	}
 	domain := d.environment["domain"].AsString()
 	d.environment["public_url"] = d.evalString(content.Attributes["public_url"], ctx, "https://"+domain)

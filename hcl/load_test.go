@@ -3,6 +3,7 @@ package hcl
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -302,5 +303,90 @@ environment "staging" {
 	stack, diags := NewLoader(Options{Environment: "staging", Vars: map[string]string{"version": "v2"}}).LoadSource("x.hcl", src)
 	if diags.HasErrors() || stack.Version != "v2" {
 		t.Fatalf("untyped --var version=v2: %v", diags)
+	}
+}
+
+// TestLoad_AppImageTakesATagOrAReference: deploy --image is a tag of
+// app_image or a whole reference with a registry and a tag or digest;
+// either reaches every service that runs the app image, and only those,
+// and sets the release version. Anything else is refused, not rendered.
+func TestLoad_AppImageTakesATagOrAReference(t *testing.T) {
+	src := `
+stack "s" {
+  app_image = "obcms/app"
+  version   = "1.0.0"
+}
+environment "staging" { domain = "s.example.org" }
+service "web" "web" { image = "obcms/app:1.0.0" }
+service "celery_worker" "worker" { image = "obcms/app:1.0.0" }
+service "redis" "redis" { image = "redis:7" }
+`
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct{ image, want, version, refused string }{
+		{image: "1.2.0", want: "obcms/app:1.2.0", version: "1.2.0"},
+		{image: "127.0.0.1:5000/obcms/app:1.2.0", want: "127.0.0.1:5000/obcms/app:1.2.0", version: "1.2.0"},
+		{image: "registry.example.org/team/app@" + digest, want: "registry.example.org/team/app@" + digest, version: "sha256-abababababab"},
+		{image: "registry.example.org/obcms/app", refused: "names no tag or digest"},
+		{image: "has space", refused: "neither a tag"},
+		{image: "obcms/App:1", refused: "neither a tag"},
+		{image: "app:", refused: "neither a tag"},
+	} {
+		loader := NewLoader(Options{Environment: "staging", AppTag: tc.image, LookupEnv: func(string) (string, bool) { return "", false }})
+		stack, diags := loader.LoadSource("s.hcl", []byte(src))
+		if tc.refused != "" {
+			if !diags.HasErrors() || !strings.Contains(diags.Error(), tc.refused) {
+				t.Errorf("--image %q: diags %v, want a refusal saying %q", tc.image, diags, tc.refused)
+			}
+			continue
+		}
+		if diags.HasErrors() {
+			t.Errorf("--image %q: %v", tc.image, diags)
+			continue
+		}
+		if web, worker, redis := stack.Service("web").Image, stack.Service("worker").Image, stack.Service("redis").Image; web != tc.want || worker != tc.want || redis != "redis:7" {
+			t.Errorf("--image %q: web %s, worker %s, redis %s; want %s for the app's services only", tc.image, web, worker, redis, tc.want)
+		}
+		if stack.Version != tc.version {
+			t.Errorf("--image %q: version %q, want %q", tc.image, stack.Version, tc.version)
+		}
+	}
+}
+
+// TestLoad_DockerCertPath: docker_cert_path is resolved against the
+// stack file (~ is the home directory) and applies to tcp:// only.
+func TestLoad_DockerCertPath(t *testing.T) {
+	home, _ := os.UserHomeDir()
+	for _, tc := range []struct{ host, path, want, refused string }{
+		{host: "tcp://10.0.0.5:2376", path: "certs/prod", want: "/ops/certs/prod"},
+		{host: "tcp://10.0.0.5:2376", path: "/etc/docker/client", want: "/etc/docker/client"},
+		{host: "tcp://10.0.0.5:2376", path: "~/.docker/prod", want: filepath.Join(home, ".docker/prod")},
+		{host: "ssh://deploy@prod", path: "certs", refused: "applies to a tcp:// docker_host only"},
+		{host: "unix:///var/run/docker.sock", path: "certs", refused: "applies to a tcp:// docker_host only"},
+		{host: "tcp://10.0.0.5:2376", path: "", refused: "is empty"},
+	} {
+		src := fmt.Sprintf(`
+stack "s" { app_image = "obcms/app" }
+environment "staging" {
+  domain           = "s.example.org"
+  docker_host      = %q
+  docker_cert_path = %q
+}
+service "redis" "redis" { image = "redis:7" }
+`, tc.host, tc.path)
+		loader := NewLoader(Options{Environment: "staging", LookupEnv: func(string) (string, bool) { return "", false }})
+		stack, diags := loader.LoadSource("/ops/s.hcl", []byte(src))
+		if tc.refused != "" {
+			if !diags.HasErrors() || !strings.Contains(diags.Error(), tc.refused) || !strings.Contains(diags.Error(), "/ops/s.hcl:6") {
+				t.Errorf("%s with %q: diags %v, want a refusal at s.hcl:6 saying %q", tc.host, tc.path, diags, tc.refused)
+			}
+			continue
+		}
+		if diags.HasErrors() {
+			t.Errorf("%s with %q: %v", tc.host, tc.path, diags)
+			continue
+		}
+		if stack.DockerCertPath != tc.want {
+			t.Errorf("%s with %q: DockerCertPath %q, want %q", tc.host, tc.path, stack.DockerCertPath, tc.want)
+		}
 	}
 }

@@ -1,10 +1,13 @@
 package hcl
 
 import (
+	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -27,7 +30,13 @@ type Stack struct {
 	VersionSet  bool   // the stack block sets version explicitly
 	Domain      string // public DNS name of this environment
 	DockerHost  string // Docker endpoint, e.g. unix:///var/run/docker.sock or ssh://deploy@host
-	PublicURL   string // where users reach the site; default https://<domain>
+	// DockerCertPath is the directory of ca.pem, cert.pem and key.pem
+	// that a tcp:// DockerHost is reached with over TLS, the engine's
+	// certificate verified against ca.pem ("" : DOCKER_CERT_PATH and
+	// DOCKER_TLS_VERIFY apply, as for the docker CLI). Absolute; a
+	// relative path in the stack is resolved against the stack file.
+	DockerCertPath string
+	PublicURL      string // where users reach the site; default https://<domain>
 	// Tier is what the environment is (TierProduction, TierStaging or
 	// TierDevelopment): it decides which rules apply. The environment's
 	// tier attribute, else TierByName.
@@ -59,16 +68,39 @@ type Stack struct {
 	EnvRange hcl.Range
 }
 
-// useAppTag points every service running the app image at tag, which
-// becomes the release version, set as if the stack block said so.
-func (s *Stack) useAppTag(tag string) {
+// useAppImage points every service running the app image at image, a
+// tag of the stack's app_image ("1.2.0") or a whole reference
+// ("registry.example.org:5000/obcms/app:1.2.0", or pinned by digest,
+// "…@sha256:…"). The tag (a digest's first 12 digits) becomes the release
+// version, set as if the stack block said so.
+func (s *Stack) useAppImage(image string) error {
+	ref, version := s.AppImage+":"+image, image
+	if !tagRE.MatchString(image) {
+		named, err := reference.ParseNormalizedNamed(image)
+		if err != nil {
+			return fmt.Errorf("--image %q is neither a tag (such as 1.2.0) nor an image reference (such as registry.example.org/obcms/app:1.2.0): %v", image, err)
+		}
+		switch r := named.(type) {
+		case reference.Tagged:
+			version = r.Tag()
+		case reference.Digested:
+			version = "sha256-" + r.Digest().Encoded()[:12]
+		default:
+			return fmt.Errorf("--image %q names no tag or digest; give one, such as %s:1.2.0, so that the release says what it runs", image, image)
+		}
+		ref = image
+	}
 	for _, svc := range s.Services {
-		if strings.HasPrefix(svc.Image, s.AppImage+":") {
-			svc.Image = s.AppImage + ":" + tag
+		if strings.HasPrefix(svc.Image, s.AppImage+":") || strings.HasPrefix(svc.Image, s.AppImage+"@") {
+			svc.Image = ref
 		}
 	}
-	s.Version, s.VersionSet = tag, true
+	s.Version, s.VersionSet = version, true
+	return nil
 }
+
+// tagRE is an image tag, as the distribution spec allows it.
+var tagRE = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
 
 // Service returns the service with the given name, or nil.
 func (s *Stack) Service(name string) *Service {

@@ -57,6 +57,7 @@ var environmentSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "domain", Required: true},
 		{Name: "docker_host"},
+		{Name: "docker_cert_path"},
 		{Name: "public_url"},
 		{Name: "watch"},
 		{Name: "tier"},

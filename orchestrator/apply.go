@@ -33,6 +33,7 @@ type ContainerEngine interface {
 	ImagePresent(ctx context.Context, ref string) (string, bool, error)
 	TagImage(ctx context.Context, src, dst string) error
 	BuildImage(ctx context.Context, contextTar io.Reader, tag string, buildArgs map[string]*string) error
+	PullImage(ctx context.Context, ref string, progress func(string)) (string, error)
 	RemoveProject(ctx context.Context, project string, volumes bool) error
 	WatchFailures(ctx context.Context, project string, since time.Time) (<-chan engine.Failure, <-chan error)
 	RemoveImage(ctx context.Context, id string) (bool, error)
@@ -125,14 +126,28 @@ func (x *executor) prepare(ctx context.Context) error {
 }
 
 // buildImages builds the plan's images through the API, from the stack's
-// build contexts, and records their IDs. An image nothing builds stops
-// the deploy here, before any change.
+// build contexts, or pulls them from their registries, and records their
+// IDs. An image that can be neither stops the deploy here, before any
+// change; so does a build or a pull that fails.
 func (x *executor) buildImages(ctx context.Context) error {
 	images := x.planned.Plan.Images
 	if err := missingImages(images); err != nil {
 		return err
 	}
 	for _, image := range images {
+		if image.Pull {
+			x.d.emit("images", image.Services[0], "", "pulling %s", image.Image)
+			id, err := x.d.Engine.PullImage(ctx, image.Image, func(line string) {
+				x.d.emit("images", image.Services[0], "", "%s", line)
+			})
+			if err != nil {
+				return err
+			}
+			for _, service := range image.Services {
+				x.planned.Release.ImageDigests[service] = id
+			}
+			continue
+		}
 		x.d.emit("images", image.Services[0], "", "building %s from %s", image.Image, image.Build)
 		contextTar, err := engine.TarContext(image.Build, image.Dockerfile)
 		if err != nil {

@@ -102,7 +102,7 @@ type deployEnv struct {
 
 func newDeployEnv(t testing.TB) *deployEnv {
 	t.Helper()
-	api, err := engine.Dial("unix:///var/run/docker.sock")
+	api, err := engine.Dial("unix:///var/run/docker.sock", "")
 	if err != nil {
 		t.Skipf("no Docker engine: %v", err)
 	}
@@ -450,7 +450,7 @@ func TestDeploy_KilledHalfwayThenConverges(t *testing.T) {
 // TestDeploy_BuildsAMissingImageFromTheStackContext builds a service's
 // image through the API from its build block when the engine lacks it.
 func TestDeploy_BuildsAMissingImageFromTheStackContext(t *testing.T) {
-	api, err := engine.Dial("unix:///var/run/docker.sock")
+	api, err := engine.Dial("unix:///var/run/docker.sock", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,8 @@ type memEngine struct {
 	failures  chan engine.Failure
 	applied   []string // what django_migrations holds, for stacks with manage.py
 	reloadErr error    // what the next ReloadFile returns, once
+	missing   map[string]bool // image references the engine lacks until they are pulled
+	pullErr   error           // what PullImage returns
 }
 
 func newMemEngine() *memEngine {
@@ -181,7 +183,24 @@ func (m *memEngine) RunOneOff(_ context.Context, spec engine.ServiceSpec, name, 
 func (m *memEngine) Logs(context.Context, string, int) (string, error) { return "last log line", nil }
 
 func (m *memEngine) ImagePresent(_ context.Context, ref string) (string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.missing[ref] {
+		return "", false, nil
+	}
 	return "sha256:" + ref, true, nil
+}
+
+func (m *memEngine) PullImage(_ context.Context, ref string, progress func(string)) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("pull %s", ref)
+	if m.pullErr != nil {
+		return "", m.pullErr
+	}
+	delete(m.missing, ref)
+	progress(ref + ": pulled")
+	return "sha256:" + ref, nil
 }
 
 func (m *memEngine) TagImage(_ context.Context, src, dst string) error {
@@ -407,5 +426,52 @@ service "web" "web" {`, 1)
 	migrate := strings.Index(steps, "run migrate")
 	if backup < 0 || migrate < 0 || backup > migrate {
 		t.Errorf("want a one-shot backup before migrate:\n%s", steps)
+	}
+}
+
+// TestDeploy_PullsAMissingImageBeforeAnyChange: an image the engine lacks
+// and no build block makes is pulled, shown in the plan and in the
+// progress, before the first change; a pull that fails stops the deploy
+// with nothing changed, and the plan the deploy shows is what it did.
+func TestDeploy_PullsAMissingImageBeforeAnyChange(t *testing.T) {
+	ctx := context.Background()
+	engine := newMemEngine()
+	engine.missing = map[string]bool{"mem/app:v1": true}
+	var progress []string
+	d := memDeployer(t, engine, state.OpenLocalStore(filepath.Join(t.TempDir(), "staging")), "v1")
+	d.Events = func(e Event) {
+		if e.Phase == "images" {
+			progress = append(progress, e.Message)
+		}
+	}
+	planned, err := d.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := planned.Plan.Images
+	if len(images) != 1 || !images[0].Pull || images[0].Image != "mem/app:v1" || !strings.Contains(planned.Plan.String(), "pull mem/app:v1 (") {
+		t.Fatalf("plan images = %+v, want one pull of mem/app:v1 shown in the plan:\n%s", images, planned.Plan)
+	}
+	if _, err := d.Deploy(ctx, DeployOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	steps := engine.steps()
+	if len(steps) == 0 || steps[0] != "pull mem/app:v1" || slices.Index(steps, "pull mem/app:v1") != slices.IndexFunc(steps, func(s string) bool { return strings.HasPrefix(s, "pull ") }) {
+		t.Fatalf("steps:\n%s\nwant the pull first, once", strings.Join(steps, "\n"))
+	}
+	if len(progress) < 2 || progress[0] != "pulling mem/app:v1" || progress[1] != "mem/app:v1: pulled" {
+		t.Errorf("pull progress = %q", progress)
+	}
+
+	failing := newMemEngine()
+	failing.missing = map[string]bool{"mem/app:v1": true}
+	failing.pullErr = errors.New("pull mem/app:v1: manifest unknown")
+	store := state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+	_, err = memDeployer(t, failing, store, "v1").Deploy(ctx, DeployOptions{})
+	if err == nil || !strings.Contains(err.Error(), "manifest unknown") {
+		t.Fatalf("a failed pull: deploy returned %v", err)
+	}
+	if steps := failing.steps(); len(steps) != 1 || steps[0] != "pull mem/app:v1" {
+		t.Errorf("a failed pull changed something:\n%s", strings.Join(steps, "\n"))
 	}
 }

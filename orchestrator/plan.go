@@ -96,14 +96,20 @@ type UnprovenRelease struct {
 // container, or prove the ones that run.
 func (p Plan) HasWork() bool { return p.Changes() || p.Unproven != nil }
 
-// ImageAction is an image the engine lacks.
+// ImageAction is an image the engine lacks: the deploy builds it from
+// the stack's build context, or pulls it from its registry, before any
+// change.
 type ImageAction struct {
 	Image    string   `json:"image"`
 	Services []string `json:"services"`
-	// Build is the context it is built from; "" means it cannot be
-	// built, and the deploy fails before anything changes.
+	// Build is the context it is built from; "" means it is pulled.
 	Build      string `json:"build,omitempty"`
 	Dockerfile string `json:"dockerfile,omitempty"`
+	// Pull says it is pulled from its registry, with the credentials of
+	// the user's Docker config. An image a release pinned by ID and the
+	// engine has lost can be neither built nor pulled (Build "" and Pull
+	// false): the deploy fails before anything changes.
+	Pull bool `json:"pull,omitempty"`
 }
 
 // TagAction tags the image a service runs, by its ID, once the release

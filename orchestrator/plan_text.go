@@ -75,8 +75,11 @@ func (p Plan) columnWidths() (kind, target int) {
 
 func (i ImageAction) String() string {
 	services := strings.Join(i.Services, ", ")
-	if i.Build == "" {
-		return fmt.Sprintf("image %s (%s) is not on the engine and has no build block: the deploy stops before any change", i.Image, services)
+	switch {
+	case i.Pull:
+		return fmt.Sprintf("pull %s (%s) from its registry, before any change", i.Image, services)
+	case i.Build == "":
+		return fmt.Sprintf("image %s (%s), recorded by ID, is no longer on the engine and cannot be pulled by ID: the deploy stops before any change", i.Image, services)
 	}
 	return fmt.Sprintf("build %s (%s) from %s, before any change", i.Image, services, i.Build)
 }

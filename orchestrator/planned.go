@@ -250,8 +250,13 @@ func planImages(desired []engine.ServiceSpec, stack *stackhcl.Stack) []ImageActi
 			continue
 		}
 		action := ImageAction{Image: image, Services: []string{spec.Name}}
-		if build := buildOf(stack, image); spec.RunImage == "" && build != nil {
+		switch build := buildOf(stack, image); {
+		case spec.RunImage != "":
+			// pinned by ID: there is no tag to build or pull
+		case build != nil:
 			action.Build, action.Dockerfile = build.Context, build.Dockerfile
+		default:
+			action.Pull = true
 		}
 		images = append(images, action)
 	}
@@ -281,12 +286,13 @@ func recordImages(rel *state.Release, desired []engine.ServiceSpec) {
 	}
 }
 
-// missingImages is the error of a plan with images that nothing builds.
+// missingImages is the error of a plan with images that can be neither
+// built nor pulled.
 func missingImages(images []ImageAction) error {
 	var errs []error
 	for _, image := range images {
-		if image.Build == "" {
-			errs = append(errs, fmt.Errorf("image %s of service %s is not on the engine; load or build it first (or give the service a build block)",
+		if image.Build == "" && !image.Pull {
+			errs = append(errs, fmt.Errorf("image %s of service %s, which the release recorded by ID, is no longer on the engine; load it again (docker load), or deploy the stack's version instead",
 				image.Image, image.Services[0]))
 		}
 	}

@@ -74,7 +74,7 @@ func newDeployCommand(global *globalOptions) *cobra.Command {
 	cmd.Flags().IntVar(&opts.keep, "keep", orchestrator.DefaultKeep, "after a success, keep this many of the newest releases (see obcd prune; 0 keeps all)")
 	cmd.Flags().DurationVar(&opts.watch, "watch", 0, "watch the release this long after the switch before it is stable (default: the environment's watch, else 60s; 0s: no window)")
 	cmd.Flags().BoolVar(&opts.skipChecks, "skip-checks", false, "skip the validate gate (not recommended)")
-	cmd.Flags().StringVar(&opts.image, "image", "", "deploy this tag of the app image (web, celery, migrate) instead of the stack's version")
+	cmd.Flags().StringVar(&opts.image, "image", "", "deploy this app image (web, celery, migrate) instead of the stack's version: a tag of app_image (1.2.0), or a reference with a registry and a tag or digest (registry.example.org/obcms/app:1.2.0); a missing image is pulled")
 	cmd.Flags().StringVar(&opts.plan, "plan", "", "apply the plan saved in FILE by obcd plan --out")
 	cmd.Flags().StringVar(&opts.pushgateway, "pushgateway", "", "push obcd's metrics (probe results, this deploy's outcome) to this Pushgateway afterwards")
 	return cmd
@@ -221,7 +221,7 @@ func confirm(w io.Writer, r io.Reader, question string) bool {
 const deployLong = `Deploy takes the environment lock, validates the stack as it will deploy (with
 --var and --image; errors stop it), renders, plans against what runs and
 shows the plan, asks (on a terminal, unless --yes), then applies exactly
-that plan: it builds missing images, creates networks and volumes,
+that plan: it builds or pulls missing images, creates networks and volumes,
 delivers config files into the containers through the API, takes a
 pg_dump and runs migrate as one-offs before any web change, starts new
 containers that do not wait for each other together, rolls web start-first

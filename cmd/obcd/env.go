@@ -84,7 +84,7 @@ func (e *environment) dockerClient() (*client.Client, error) {
 	if e.docker != nil {
 		return e.docker, nil
 	}
-	docker, err := engine.Dial(e.stack.DockerHost)
+	docker, err := engine.Dial(e.stack.DockerHost, e.stack.DockerCertPath)
 	if err != nil {
 		return nil, fmt.Errorf("docker engine %s: %w", e.stack.DockerHost, err)
 	}

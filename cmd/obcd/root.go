@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/obcd/obcd/orchestrator/engine"
 	"io"
 	"os"
 	"path/filepath"
@@ -175,6 +176,9 @@ func reportError(stderr io.Writer, err error) int {
 		return ExitUsage
 	}
 	fmt.Fprintf(stderr, "Error: %s\n", err)
+	if hint := engine.TLSHint(err); hint != "" {
+		fmt.Fprintf(stderr, "Hint: %s.\n", hint)
+	}
 	return ExitFailure
 }
 

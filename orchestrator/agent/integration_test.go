@@ -28,7 +28,7 @@ import (
 
 func realDocker(t *testing.T) *client.Client {
 	t.Helper()
-	docker, err := engine.Dial("unix:///var/run/docker.sock")
+	docker, err := engine.Dial("unix:///var/run/docker.sock", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ var _ DockerAPI = (*client.Client)(nil)
 func (run *liveRun) docker(ctx context.Context, api DockerAPI) ([]Finding, string) {
 	host := run.stack.DockerHost
 	if api == nil {
-		cli, err := engine.Dial(host)
+		cli, err := engine.Dial(host, run.stack.DockerCertPath)
 		if err != nil {
 			return []Finding{{Rule: liveDockerUnreachable, Range: run.stack.EnvRange,
 				Message: fmt.Sprintf("Docker engine unreachable: %v", err)}}, ""
@@ -96,8 +96,11 @@ func (c *liveDockerCheck) ping(ctx context.Context) (string, *Finding) {
 	defer cancel()
 	ping, err := c.api.Ping(stepCtx, client.PingOptions{NegotiateAPIVersion: true})
 	if err != nil {
-		return "", &Finding{Rule: liveDockerUnreachable, Range: c.stack.EnvRange, Message: fmt.Sprintf(
-			"Docker engine at %s unreachable: %s", c.hostName(), liveStepError(err, c.timeout))}
+		message := fmt.Sprintf("Docker engine at %s unreachable: %s", c.hostName(), liveStepError(err, c.timeout))
+		if hint := engine.TLSHint(err); hint != "" {
+			message += "; " + hint
+		}
+		return "", &Finding{Rule: liveDockerUnreachable, Range: c.stack.EnvRange, Message: message}
 	}
 	if ping.APIVersion == "" {
 		return "unknown", nil

@@ -194,7 +194,7 @@ func TestLive_HealthyStackHasNoErrors(t *testing.T) {
 	liveNoLeaks(t, report, secrets)
 
 	// D005 lists exactly the stack's images that the engine lacks.
-	docker, err := engine.Dial("unix:///var/run/docker.sock")
+	docker, err := engine.Dial("unix:///var/run/docker.sock", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func TestDial_OverSSHRunsDialStdio(t *testing.T) {
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	t.Setenv("DOCKER_HOST", "")
 
-	docker, err := Dial("ssh://deploy@obcms-prod-1:2222")
+	docker, err := Dial("ssh://deploy@obcms-prod-1:2222", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,10 +48,10 @@ func TestDial_OverSSHRunsDialStdio(t *testing.T) {
 		t.Errorf("ssh ran with %q (%v)", args, err)
 	}
 
-	if _, err := Dial("ssh://deploy@obcms-prod-1:2222"); err != nil {
+	if _, err := Dial("ssh://deploy@obcms-prod-1:2222", ""); err != nil {
 		t.Fatal(err)
 	}
-	failing, err := Dial("ssh://nobody@obcms-prod-1")
+	failing, err := Dial("ssh://nobody@obcms-prod-1", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,12 +63,12 @@ func TestDial_OverSSHRunsDialStdio(t *testing.T) {
 
 func TestDial_RejectsUnknownSchemes(t *testing.T) {
 	for _, host := range []string{"http://example.org:2375", "ssh://", "ssh://host/path", "npipe:////./pipe/docker_engine"} {
-		if _, err := Dial(host); err == nil {
+		if _, err := Dial(host, ""); err == nil {
 			t.Errorf("Dial(%q) accepted", host)
 		}
 	}
 	for _, host := range []string{"unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", "ssh://deploy@host"} {
-		if _, err := Dial(host); err != nil {
+		if _, err := Dial(host, ""); err != nil {
 			t.Errorf("Dial(%q): %v", host, err)
 		}
 	}

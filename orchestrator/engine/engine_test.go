@@ -31,6 +31,7 @@ type engineFake struct {
 	calls []string
 
 	list       func(client.ContainerListOptions) (client.ContainerListResult, error)
+	imgPull    func(string, client.ImagePullOptions) (client.ImagePullResponse, error)
 	create     func(client.ContainerCreateOptions) (client.ContainerCreateResult, error)
 	copyTo     func(containerID string, options client.CopyToContainerOptions) (client.CopyToContainerResult, error)
 	start      func(containerID string) (client.ContainerStartResult, error)
@@ -247,6 +248,13 @@ func (f *engineFake) ImageTag(_ context.Context, options client.ImageTagOptions)
 		return client.ImageTagResult{}, err
 	}
 	return f.imgTag(options)
+}
+
+func (f *engineFake) ImagePull(_ context.Context, ref string, options client.ImagePullOptions) (client.ImagePullResponse, error) {
+	if err := f.called("ImagePull", f.imgPull); err != nil {
+		return nil, err
+	}
+	return f.imgPull(ref, options)
 }
 
 func (f *engineFake) ImageBuild(_ context.Context, buildContext io.Reader, options client.ImageBuildOptions) (client.ImageBuildResult, error) {

@@ -35,7 +35,7 @@ func engineRealDocker(t *testing.T) *client.Client {
 	if _, err := os.Stat("/var/run/docker.sock"); err != nil {
 		t.Skipf("no Docker engine here: %v", err)
 	}
-	docker, err := engine.Dial("unix:///var/run/docker.sock")
+	docker, err := engine.Dial("unix:///var/run/docker.sock", "")
 	if err != nil {
 		t.Fatal(err)
 	}

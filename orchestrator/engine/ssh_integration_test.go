@@ -24,7 +24,7 @@ func TestSSHDockerHost_EngineThroughARealSSHD(t *testing.T) {
 	sshd := testsvc.StartSSHD(t)
 	sshd.Use(t) // HOME and the ssh on PATH are the test's client
 
-	api, err := engine.Dial(sshd.URL())
+	api, err := engine.Dial(sshd.URL(), "")
 	if err != nil {
 		t.Fatalf("engine.Dial(%s): %v", sshd.URL(), err)
 	}
@@ -110,7 +110,7 @@ func TestSSHDockerHost_WrongPortFailsFastWithSSHsError(t *testing.T) {
 
 	closed := testsvc.FreePort(t) // nothing listens there
 	host := "ssh://" + sshd.User + "@127.0.0.1:" + strconv.Itoa(closed)
-	api, err := engine.Dial(host)
+	api, err := engine.Dial(host, "")
 	if err != nil {
 		t.Fatalf("engine.Dial(%s): %v", host, err)
 	}
