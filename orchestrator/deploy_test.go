@@ -37,8 +37,8 @@ type memEngine struct {
 	observed  []int    // how many steps were logged before each Observe
 	oneOffs   []string // names of the one-offs run
 	failures  chan engine.Failure
-	applied   []string // what django_migrations holds, for stacks with manage.py
-	reloadErr error    // what the next ReloadFile returns, once
+	applied   []string        // what django_migrations holds, for stacks with manage.py
+	reloadErr error           // what the next ReloadFile returns, once
 	missing   map[string]bool // image references the engine lacks until they are pulled
 	pullErr   error           // what PullImage returns
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/moby/moby/client"
 )
@@ -97,8 +98,10 @@ func TLSHint(err error) string {
 		return "the engine's TLS certificate is not valid now (expired, not yet valid, or not for a server): renew it"
 	case errors.As(err, &record):
 		return "the engine answered without TLS: it listens for plain TCP (port 2375, say), so drop docker_cert_path, or use the port where it speaks TLS (2376)"
-	case errors.As(err, &alert):
+	case errors.As(err, &alert) || strings.Contains(err.Error(), "remote error: tls:"):
 		return "the engine refused this client's certificate: give docker_cert_path a cert.pem and key.pem signed by the CA the engine trusts (--tlscacert)"
+	case strings.Contains(err.Error(), `"http://`) && strings.Contains(err.Error(), "connection reset by peer"):
+		return "the engine closed a plain-HTTP connection: it may speak TLS only (port 2376); give docker_cert_path (or DOCKER_CERT_PATH and DOCKER_TLS_VERIFY) the directory of ca.pem, cert.pem and key.pem"
 	}
 	return ""
 }

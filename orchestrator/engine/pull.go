@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -30,9 +32,10 @@ func RegistryAuth(ref string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("image %q is not a valid reference: %w", ref, err)
 	}
-	cfg, err := config.Load(config.Dir())
+	dir := dockerConfigDir()
+	cfg, err := config.Load(dir)
 	if err != nil {
-		return "", fmt.Errorf("docker config in %s: %w", config.Dir(), err)
+		return "", fmt.Errorf("docker config in %s: %w", dir, err)
 	}
 	server := reference.Domain(named)
 	if server == "docker.io" {
@@ -40,7 +43,7 @@ func RegistryAuth(ref string) (string, error) {
 	}
 	auth, err := cfg.GetAuthConfig(server)
 	if err != nil {
-		return "", fmt.Errorf("credentials for %s from the docker config in %s: %w", server, config.Dir(), err)
+		return "", fmt.Errorf("credentials for %s from the docker config in %s: %w", server, dir, err)
 	}
 	if auth.Username == "" && auth.Password == "" && auth.IdentityToken == "" && auth.RegistryToken == "" && auth.Auth == "" {
 		return "", nil
@@ -109,9 +112,9 @@ func pullError(ref, auth string, err error) error {
 	switch {
 	case strings.Contains(lower, "unauthorized") || strings.Contains(lower, "authentication required") || strings.Contains(lower, "no basic auth credentials"):
 		if auth == "" {
-			hint = fmt.Sprintf("the registry asks for credentials and the docker config (%s) has none for it: run `docker login %s`", config.Dir(), registryOf(ref))
+			hint = fmt.Sprintf("the registry asks for credentials and the docker config (%s) has none for it: run `docker login %s`", dockerConfigDir(), registryOf(ref))
 		} else {
-			hint = fmt.Sprintf("the registry refused the credentials the docker config (%s) has for it: run `docker login %s` again", config.Dir(), registryOf(ref))
+			hint = fmt.Sprintf("the registry refused the credentials the docker config (%s) has for it: run `docker login %s` again", dockerConfigDir(), registryOf(ref))
 		}
 	case strings.Contains(lower, "manifest unknown") || strings.Contains(lower, "not found") || strings.Contains(lower, "does not exist"):
 		hint = "the registry has no such image or tag: push it first, or correct the service's image (or deploy --image)"
@@ -124,6 +127,20 @@ func pullError(ref, auth string, err error) error {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	return fmt.Errorf("pull %s: %w; %s", ref, err, hint)
+}
+
+// dockerConfigDir is where the docker CLI keeps its config: $DOCKER_CONFIG,
+// else ~/.docker. It is read anew each time (config.Dir reads it once per
+// process).
+func dockerConfigDir() string {
+	if dir := os.Getenv(config.EnvOverrideConfigDir); dir != "" {
+		return dir
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return config.Dir()
+	}
+	return filepath.Join(home, ".docker")
 }
 
 // registryOf is the registry host of ref, as `docker login` takes it.
