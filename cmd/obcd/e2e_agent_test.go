@@ -11,6 +11,7 @@ package main
 // through it.
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -44,9 +45,10 @@ var (
 )
 
 // privateVariant is stacks/e2e.hcl with no address, no published port but
-// nginx's, a streaming replica of the database, its own stack name, and
-// dockerHost as the environment's engine.
-func privateVariant(t *testing.T, dockerHost string) string {
+// nginx's, a streaming replica of the database, its own stack name, every
+// image from registry, and dockerHost (with certDir for TLS, when set) as
+// the environment's engine.
+func privateVariant(t *testing.T, dockerHost, certDir, registry string) string {
 	t.Helper()
 	src, err := os.ReadFile("../../stacks/e2e.hcl")
 	if err != nil {
@@ -67,9 +69,15 @@ func privateVariant(t *testing.T, dockerHost string) string {
 		}
 	}
 	variant := strings.Join(out, "\n")
+	host := fmt.Sprintf("docker_host = %q", dockerHost)
+	if certDir != "" {
+		host += fmt.Sprintf("\n  docker_cert_path = %q", certDir)
+	}
 	for old, repl := range map[string]string{
 		`stack "obcms-e2e"`:                           `stack "obcms-private"`,
-		`docker_host = "unix:///var/run/docker.sock"`: fmt.Sprintf("docker_host = %q", dockerHost),
+		`docker_host = "unix:///var/run/docker.sock"`: host,
+		`app_image = "obcms/app"`:                     fmt.Sprintf("app_image = %q", registry+"/obcms/app"),
+		`images    = "obcd-e2e"`:                      fmt.Sprintf("images    = %q", registry+"/obcd-e2e"),
 	} {
 		if !strings.Contains(variant, old) {
 			t.Fatalf("stacks/e2e.hcl has no %s to change", old)
@@ -86,15 +94,20 @@ func TestE2E_PrivateNetworkThroughTheAgent(t *testing.T) {
 	requireE2EImages(t)
 	sshd := testsvc.StartSSHD(t)
 	sshd.Use(t)
-	e := &e2eEnv{t: t, dir: t.TempDir(), project: privateProject, env: []string{"HOME=" + sshd.Home}}
+	tlsEngine := testsvc.StartTLSEngine(t, "/var/run/docker.sock")
+	reg := testsvc.StartRegistry(t, "obcms-ci", "registry pass: w0rd")
+	dockerConfig := pushToRegistry(t, reg, privateImages)
+	e := &e2eEnv{t: t, dir: t.TempDir(), project: privateProject, env: []string{"HOME=" + sshd.Home, "DOCKER_CONFIG=" + dockerConfig}}
 	e.stateDir = filepath.Join(e.dir, ".obcd")
-	viaSSH := privateVariant(t, sshd.URL())
-	local := privateVariant(t, "unix:///var/run/docker.sock")
-	if err := os.WriteFile(filepath.Join(e.dir, "obcd.hcl"), []byte(viaSSH), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(e.dir, "local.hcl"), []byte(local), 0o644); err != nil {
-		t.Fatal(err)
+	for name, src := range map[string]string{
+		"obcd.hcl":     privateVariant(t, sshd.URL(), "", reg.Addr),
+		"local.hcl":    privateVariant(t, "unix:///var/run/docker.sock", "", reg.Addr),
+		"tls.hcl":      privateVariant(t, tlsEngine.Host, tlsEngine.CertDir, reg.Addr),
+		"wrong-ca.hcl": privateVariant(t, tlsEngine.Host, tlsEngine.WrongCADir, reg.Addr),
+	} {
+		if err := os.WriteFile(filepath.Join(e.dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.removeProject()
 	t.Cleanup(func() {
@@ -105,12 +118,24 @@ func TestE2E_PrivateNetworkThroughTheAgent(t *testing.T) {
 		e.removeProject()
 	})
 
-	t.Log("1. secrets init, validate --strict, and a deploy through ssh://")
+	t.Log("1. secrets init, validate --strict, and a deploy through ssh:// that pulls every image from the registry")
 	e.mustRun(0, "secrets", "init", "staging")
 	e.mustRun(0, "validate", "staging", "--strict")
 	deploy := e.mustRun(0, "deploy", "staging", "--yes")
 	if !strings.Contains(deploy.stdout+deploy.stderr, "from inside the network through the agent") {
 		t.Errorf("the deploy's verification did not run probes through the agent:\n%s", deploy.stdout)
+	}
+	for _, image := range privateImages {
+		if image == "obcms/app:1.1.0" {
+			continue
+		}
+		pulled := reg.Addr + "/" + image
+		if !strings.Contains(deploy.stderr, "pulling "+pulled) || !strings.Contains(deploy.stderr, pulled+": pulled in ") {
+			t.Errorf("the deploy's progress on stderr shows no pull of %s:\n%s", pulled, deploy.stderr)
+		}
+	}
+	if strings.Contains(deploy.stdout+deploy.stderr, reg.Password) {
+		t.Errorf("the deploy's output shows the registry's password")
 	}
 
 	t.Log("2. verify through ssh://: every probe passes, all but the site's through the agent")
@@ -120,6 +145,19 @@ func TestE2E_PrivateNetworkThroughTheAgent(t *testing.T) {
 
 	t.Log("4. bad targets, seen through the agent")
 	e.badTargetsThroughTheAgent()
+
+	t.Log("4b. tcp+TLS with client certificates: a wrong CA is refused, then an upgrade to a registry reference, pulled")
+	wrong := e.run("deploy", "staging", "--yes", "--stack", "wrong-ca.hcl", "--image", reg.Addr+"/obcms/app:1.1.0")
+	if wrong.code != 1 || !strings.Contains(wrong.stdout+wrong.stderr, "not signed by the CA in ca.pem") {
+		t.Errorf("a deploy with a wrong CA exited %d, want 1 with a clear message:\n%s\n%s", wrong.code, wrong.stdout, wrong.stderr)
+	}
+	upgrade := e.mustRun(0, "deploy", "staging", "--yes", "--stack", "tls.hcl", "--image", reg.Addr+"/obcms/app:1.1.0")
+	if !strings.Contains(upgrade.stderr, "pulling "+reg.Addr+"/obcms/app:1.1.0") || !deployedRE.MatchString(upgrade.stdout) || deployedRE.FindStringSubmatch(upgrade.stdout)[2] != "1.1.0" {
+		t.Errorf("the upgrade over TLS did not pull %s/obcms/app:1.1.0 or deploy 1.1.0:\n%s\n%s", reg.Addr, upgrade.stdout, upgrade.stderr)
+	}
+	if history := e.mustRun(0, "history", "staging", "--stack", "tls.hcl"); strings.Count(history.stdout, "succeeded") < 2 {
+		t.Errorf("history over TLS does not show both releases succeeded:\n%s", history.stdout)
+	}
 
 	t.Log("5. a stopped environment: verify exits 1 in under 5 s")
 	e.stopProject()
@@ -142,6 +180,58 @@ func TestE2E_PrivateNetworkThroughTheAgent(t *testing.T) {
 
 	t.Log("8. obcd down removes a running agent with the environment")
 	e.downRemovesTheAgent()
+}
+
+// privateImages are the images the private variant runs, pushed to the
+// registry by their local names: the e2e images and the app's 1.0.0 and
+// 1.1.0.
+var privateImages = []string{
+	"obcd-e2e/postgres:latest", "obcd-e2e/pgbouncer:latest", "obcd-e2e/redis:latest",
+	"obcd-e2e/nginx:latest", "obcd-e2e/prometheus:latest", "obcd-e2e/alertmanager:latest",
+	"obcd-e2e/postgres-exporter:latest", "obcd-e2e/redis-exporter:latest",
+	"obcd-e2e/nginx-exporter:latest", "obcd-e2e/celery-exporter:latest",
+	"obcms/app:1.0.0", "obcms/app:1.1.0",
+}
+
+// pushToRegistry pushes each local image to reg as reg.Addr/image, with
+// the docker CLI and a docker config that logs in, then removes those
+// registry tags from the engine, so that obcd finds them missing and
+// pulls them. It returns the DOCKER_CONFIG directory, whose config.json
+// has the login. The images stay on the engine by their local names,
+// which the other e2e tests run, so a pull finds most layers present and
+// fetches the manifests and the rest (orchestrator/engine's registry
+// test pulls an image none of whose layers the engine has).
+func pushToRegistry(t *testing.T, reg *testsvc.Registry, images []string) string {
+	t.Helper()
+	dir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + reg.Password))
+	config := fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, reg.Addr, auth)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	docker := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("docker", append([]string{"--config", dir}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("docker %s: %v\n%s\n%s", strings.Join(args, " "), err, out, reg.Log())
+		}
+	}
+	untagAll := func() {
+		out, _ := exec.Command("docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").Output()
+		for _, ref := range strings.Fields(string(out)) {
+			if strings.HasPrefix(ref, reg.Addr+"/") {
+				_ = exec.Command("docker", "image", "rm", ref).Run()
+			}
+		}
+	}
+	started := time.Now()
+	for _, image := range images {
+		docker("tag", image, reg.Addr+"/"+image)
+		docker("push", "--quiet", reg.Addr+"/"+image)
+	}
+	untagAll()
+	t.Cleanup(untagAll)
+	t.Logf("pushed %d images to the registry at %s in %v, and untagged them", len(images), reg.Addr, time.Since(started).Round(time.Second))
+	return dir
 }
 
 // requireE2EImages fails the test when an e2e image is missing.

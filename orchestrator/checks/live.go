@@ -71,8 +71,8 @@ var (
 	liveImageMissing = &Rule{
 		Code: "deploy.D005", Severity: SeverityWarning, Priority: PriorityHigh, Category: CategoryDocker, Live: true,
 		Title:  "An image is missing on the Docker engine",
-		Impact: "The deploy must pull or build the image first; a pull that fails (no registry access, wrong tag) stops the deploy half-way.",
-		Fix:    "Build or pull the image on the target before deploying (docker pull IMAGE), or correct the service's image.",
+		Impact: "The deploy pulls it (or builds it, with a build block) before any change; a pull that fails (the registry unreachable from the engine, no credentials or refused ones, no such tag) stops that deploy, and a pull of large images adds to the deploy's time.",
+		Fix:    "Push the image to its registry and `docker login` to it where obcd runs, or pull or build it on the engine before deploying; or correct the service's image.",
 		Source: "audit seed Docker & Deployment",
 	}
 	liveDiskLow = &Rule{
