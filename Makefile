@@ -34,10 +34,10 @@ test: deps unit fuzz ## install what the tests need, run every test against the 
 		echo "make test: NOT RUN: the end-to-end scenario (no Docker engine answers: docker version failed)"; \
 	fi
 
-unit: ## every package's tests (one package at a time: they share the Docker engine and two cores)
+unit: ## every package's tests (one package at a time: they share the Docker engine and two cores; the orchestrator's real-engine tests take about 10 minutes, past go test's default timeout)
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./cmd/obcd
-	$(GO) test -count=1 -p 1 ./...
+	$(GO) test -count=1 -p 1 -timeout 30m ./...
 
 e2e-images: ## build the end-to-end images from Debian packages (debootstrap; cached by content)
 	bash testdata/e2e/images/build.sh
