@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# A multi-node Docker Swarm on one machine, for obcd's tests.
+#
+#   testdata/swarm/swarm.sh up [WORKERS]   # default 2 workers
+#   testdata/swarm/swarm.sh down
+#   testdata/swarm/swarm.sh status
+#
+# The machine's own engine is the manager. Each worker is another dockerd
+# in its own network namespace (entered with `nsenter --net`, not
+# `ip netns exec`, which remounts /sys so that dockerd finds no devices
+# cgroup), on a bridge shared with the manager: 10.231.0.1 is the
+# manager, 10.231.0.11, .12, ... the workers. Every node reaches the
+# loopback registry at the same 127.0.0.1:PORT (REGISTRY_PORT, default
+# 5000): a socat in each worker's namespace forwards its loopback port to
+# the registry on the bridge, so one image reference works on every node
+# and the engines treat it as a loopback (insecure-allowed) registry.
+#
+# `up` is idempotent: a node already up is left as it is. `down` leaves
+# the machine as it found it: the workers and the manager leave the
+# swarm, the daemons stop, and the namespaces, the veths, the bridge,
+# docker_gwbridge and the workers' data are removed.
+set -euo pipefail
+
+STATE=${OBCD_SWARM_STATE:-/var/lib/obcd-swarm}
+BRIDGE=obcdsw0
+SUBNET=10.231.0
+MANAGER_IP=$SUBNET.1
+REGISTRY_PORT=${REGISTRY_PORT:-5000}
+MTU=1400 # the machine's engine's MTU; the overlay's VXLAN takes 50 more
+
+log() { echo "swarm: $*" >&2; }
+
+worker_dir() { echo "$STATE/worker$1"; }
+worker_ip() { echo "$SUBNET.$((10 + $1))"; }
+worker_docker() { local i=$1; shift; docker -H "unix://$(worker_dir "$i")/docker.sock" "$@"; }
+
+bridge_up() {
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$MANAGER_IP/24" dev "$BRIDGE"
+  fi
+  ip link set "$BRIDGE" mtu "$MTU" up
+  # The bridge's traffic is the nodes' own: the host's FORWARD policy
+  # (DROP, with Docker's chains) must not apply to it.
+  # With bridge-nf-call-iptables on (it is here), frames between two
+  # workers on the bridge traverse FORWARD, whose policy Docker sets to
+  # DROP: the overlay's VXLAN (UDP 4789) and gossip (7946) between workers
+  # were dropped, and cross-node traffic failed, until this rule.
+  iptables -C DOCKER-USER -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null ||
+    iptables -I DOCKER-USER -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
+  # The registry listens on the manager's loopback; the workers' socats
+  # reach it through this forward on the bridge.
+  mkdir -p "$STATE"
+  if [ -f "$STATE/socat.pid" ] && kill -0 "$(cat "$STATE/socat.pid")" 2>/dev/null; then :; else
+    socat "TCP-LISTEN:$REGISTRY_PORT,bind=$MANAGER_IP,fork,reuseaddr" "TCP:127.0.0.1:$REGISTRY_PORT" >"$STATE/socat.log" 2>&1 &
+    echo $! >"$STATE/socat.pid"
+  fi
+}
+
+worker_up() {
+  local i=$1 ns=obcdsw$i dir ip
+  dir=$(worker_dir "$i")
+  ip=$(worker_ip "$i")
+  mkdir -p "$dir"
+  if ! ip netns list | grep -qw "$ns"; then
+    ip netns add "$ns"
+  fi
+  if ! ip link show "$ns-h" >/dev/null 2>&1; then
+    ip link add "$ns-h" mtu "$MTU" type veth peer name eth0 netns "$ns"
+    ip link set "$ns-h" master "$BRIDGE" up
+    ip -n "$ns" addr add "$ip/24" dev eth0
+    ip -n "$ns" link set eth0 mtu "$MTU" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" route add default via "$MANAGER_IP"
+  fi
+  if [ -f "$dir/socat.pid" ] && kill -0 "$(cat "$dir/socat.pid")" 2>/dev/null; then :; else
+    nsenter --net="/var/run/netns/$ns" socat "TCP-LISTEN:$REGISTRY_PORT,bind=127.0.0.1,fork,reuseaddr" "TCP:$MANAGER_IP:$REGISTRY_PORT" \
+      >"$dir/socat.log" 2>&1 &
+    echo $! >"$dir/socat.pid"
+  fi
+  if [ -S "$dir/docker.sock" ] && worker_docker "$i" info >/dev/null 2>&1; then
+    return
+  fi
+  cat >"$dir/daemon.json" <<JSON
+{"storage-driver": "$(docker info -f '{{.Driver}}')", "mtu": $MTU, "log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "2"}}
+JSON
+  nsenter --net="/var/run/netns/$ns" dockerd \
+    --config-file "$dir/daemon.json" --data-root "$dir/data" --exec-root "$dir/exec" \
+    -H "unix://$dir/docker.sock" --pidfile "$dir/docker.pid" \
+    --iptables=false --ip-masq=false --bridge=none \
+    >"$dir/dockerd.log" 2>&1 &
+  for _ in $(seq 1 100); do
+    worker_docker "$i" info >/dev/null 2>&1 && return
+    sleep 0.2
+  done
+  log "worker $i's dockerd did not answer within 20 s:"
+  tail -20 "$dir/dockerd.log" >&2
+  exit 1
+}
+
+swarm_state() { "$@" info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo unknown; }
+
+up() {
+  local workers=${1:-2}
+  bridge_up
+  for i in $(seq 1 "$workers"); do worker_up "$i"; done
+  if [ "$(swarm_state docker)" != active ]; then
+    docker swarm init --advertise-addr "$MANAGER_IP" --listen-addr "$MANAGER_IP:2377" >/dev/null
+  fi
+  local token
+  token=$(docker swarm join-token -q worker)
+  for i in $(seq 1 "$workers"); do
+    if [ "$(swarm_state worker_docker "$i")" != active ]; then
+      worker_docker "$i" swarm join --token "$token" --advertise-addr "$(worker_ip "$i")" \
+        --listen-addr "$(worker_ip "$i"):2377" "$MANAGER_IP:2377" >/dev/null
+    fi
+  done
+  # Node labels obcd's placement can use: obcd.node=manager|worker1|...
+  docker node update --label-add obcd.node=manager "$(docker info -f '{{.Swarm.NodeID}}')" >/dev/null
+  for i in $(seq 1 "$workers"); do
+    docker node update --label-add "obcd.node=worker$i" "$(worker_docker "$i" info -f '{{.Swarm.NodeID}}')" >/dev/null
+  done
+  echo "$workers" >"$STATE/workers"
+  status
+}
+
+down() {
+  local i dir ns
+  for dir in "$STATE"/worker*; do
+    [ -d "$dir" ] || continue
+    i=${dir##*worker}
+    ns=obcdsw$i
+    if [ -S "$dir/docker.sock" ]; then
+      worker_docker "$i" swarm leave --force >/dev/null 2>&1 || true
+    fi
+    if [ -f "$dir/docker.pid" ]; then
+      local pid
+      pid=$(cat "$dir/docker.pid")
+      if kill "$pid" 2>/dev/null; then
+        for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$pid" 2>/dev/null || true
+      fi
+    fi
+    if [ -f "$dir/socat.pid" ]; then kill "$(cat "$dir/socat.pid")" 2>/dev/null || true; fi
+    # Whatever the daemon left mounted under its dirs (the mount
+    # namespace is the machine's), then its data.
+    { grep -o " $dir/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf "$dir"
+    ip link del "$ns-h" 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  if [ "$(swarm_state docker)" != inactive ]; then
+    docker swarm leave --force >/dev/null 2>&1 || true
+  fi
+  docker network rm docker_gwbridge >/dev/null 2>&1 || true
+  if [ -f "$STATE/socat.pid" ]; then kill "$(cat "$STATE/socat.pid")" 2>/dev/null || true; fi
+  iptables -D DOCKER-USER -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || true
+  ip link del "$BRIDGE" 2>/dev/null || true
+  rm -rf "$STATE"
+  log "down: the machine's engine is $(swarm_state docker) in swarm mode"
+}
+
+status() {
+  if [ "$(swarm_state docker)" != active ]; then
+    log "no swarm"
+    return
+  fi
+  docker node ls --format '{{.Hostname}} {{.Status}} {{.Availability}} {{.ManagerStatus}}' >&2
+}
+
+case "${1:-}" in
+  up) shift; up "$@" ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up [WORKERS] | down | status" >&2; exit 64 ;;
+esac
