@@ -15,6 +15,7 @@ import (
 	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator"
 	"github.com/obcd/obcd/orchestrator/checks"
+	"github.com/obcd/obcd/orchestrator/engine"
 	"github.com/obcd/obcd/orchestrator/state"
 	"github.com/obcd/obcd/orchestrator/telemetry"
 	"github.com/obcd/obcd/templates"
@@ -152,6 +153,9 @@ func (opts *deployOptions) report(result orchestrator.DeployResult, err error) e
 			// failed before, a stale plan, a missing image): the error is
 			// the whole report.
 			fmt.Fprintf(opts.stderr, "deploy failed: %v\n", err)
+			if hint := engine.TLSHint(err); hint != "" {
+				fmt.Fprintf(opts.stderr, "Hint: %s.\n", hint)
+			}
 		}
 		fmt.Fprint(opts.stderr, result.Report)
 		return reportedError{err, opts.outcomeLine(result.Release, err)}

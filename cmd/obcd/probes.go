@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/obcd/obcd/orchestrator/engine"
 	"github.com/obcd/obcd/orchestrator/probe"
 )
 
@@ -40,6 +41,9 @@ func (o *globalOptions) environmentProbes(env string, po *probeOptions) (*enviro
 		vantage := environment.probeAgent(docker)
 		if err := vantage.Available(ctx); err != nil {
 			opts.NoVantage = err.Error()
+			if hint := engine.TLSHint(err); hint != "" {
+				opts.NoVantage += "; " + hint
+			}
 		} else {
 			opts.Vantage = vantage
 		}
