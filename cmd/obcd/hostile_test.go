@@ -146,6 +146,8 @@ var hostileCases = []hostileCase{
 	{name: "a domain with ; } server {", edit: sub(`domain      = "staging.obcms.example.org"`, `domain      = "staging.obcms.example.org; } server {"`), code: 1, where: atStack, want: []string{"domain"}},
 	{name: "a domain with a space", edit: sub(`domain      = "staging.obcms.example.org"`, `domain      = "staging obcms.example.org"`), code: 1, where: atStack, want: []string{"domain"}},
 	{name: "a docker_host of ftp://", edit: sub(`docker_host = "unix:///var/run/docker.sock"`, `docker_host = "ftp://example.org"`), code: 1, where: atStack, want: []string{"ftp"}},
+	{name: "a docker_cert_path on a unix:// docker_host", edit: sub(`docker_host = "unix:///var/run/docker.sock"`, "docker_host = \"unix:///var/run/docker.sock\"\n  docker_cert_path = \"certs\""), code: 1, where: atStack, want: []string{"applies to a tcp:// docker_host only"}},
+	{name: "an empty docker_cert_path", edit: sub(`docker_host = "unix:///var/run/docker.sock"`, "docker_host = \"tcp://10.0.0.5:2376\"\n  docker_cert_path = \"\""), code: 1, where: atStack, want: []string{"docker_cert_path is empty"}},
 	{name: "a docker_host of ssh:// with no host", edit: sub(`docker_host = "unix:///var/run/docker.sock"`, `docker_host = "ssh://"`), code: 1, where: atStack},
 	{name: "no secret values at all, for a deploy", noSecrets: true, args: []string{"validate", "staging", "--deploy"}, code: 1, where: atStack, want: []string{"secrets init staging"}},
 	{name: "an image reference with NUL", edit: sub(`app_image = "obcms/app"`, `app_image = "obcms/app\u0000"`), code: 1, where: atStack, want: []string{"image"}},
