@@ -1,0 +1,134 @@
+package swarm
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/moby/moby/api/types/swarm"
+
+	"github.com/obcd/obcd/orchestrator/engine"
+)
+
+func webSpec() engine.ServiceSpec {
+	return engine.ServiceSpec{
+		Project: "obcms-production", Name: "web", Image: "registry.example.org/obcms/app:1.2.0", Replicas: 4, StartFirst: true,
+		Env: map[string]string{
+			"APP_VERSION":  "1.2.0",
+			"DB_PASSWORD":  "pw-9f8e7d",
+			"DATABASE_URL": "postgres://obcms:pw-9f8e7d@pgbouncer:6432/obcms",
+		},
+		Files: []engine.FileSpec{
+			{Target: "/etc/obcms/settings.ini", Mode: 0o644, Data: []byte("[app]\nworkers = 4\n")},
+			{Target: "/run/secrets/field_key", Mode: 0o600, Data: []byte("fk-123456")},
+		},
+		Mounts: []engine.MountSpec{{Volume: "obcms-production_media", Target: "/app/media"}},
+		Health: &engine.HealthSpec{Test: []string{"CMD", "/app", "-health"}},
+	}
+}
+
+var secretValues = []string{"pw-9f8e7d", "fk-123456"}
+
+func TestTranslate_NoSecretValueInTheServiceSpec(t *testing.T) {
+	svc, err := Translate(webSpec(), Options{Network: "obcms-production_default", Release: "r1", SecretValues: secretValues})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(svc.Spec)
+	for _, v := range secretValues {
+		if strings.Contains(string(spec), v) {
+			t.Errorf("the service spec, which docker service inspect shows, holds the secret value %q:\n%s", v, spec)
+		}
+	}
+	env := strings.Join(svc.Spec.TaskTemplate.ContainerSpec.Env, "\n")
+	for _, want := range []string{"APP_VERSION=1.2.0", "DB_PASSWORD_FILE=/run/secrets/db_password", "DATABASE_URL_FILE=/run/secrets/database_url"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env lacks %s:\n%s", want, env)
+		}
+	}
+	// The two env secrets and the 0600 file are secrets; the 0644 file is
+	// a config. Each holds exactly its content.
+	data := map[string]string{}
+	for _, s := range svc.Secrets {
+		data[s.Name] = string(s.Data)
+		if len(s.Name) > 64 || s.Labels[LabelNamespace] != "obcms-production" {
+			t.Errorf("secret %s: name over 64 characters or no namespace label", s.Name)
+		}
+	}
+	if len(svc.Secrets) != 3 || len(svc.Configs) != 1 || string(svc.Configs[0].Data) != "[app]\nworkers = 4\n" {
+		t.Fatalf("secrets %v, configs %d, want 3 secrets and the settings as 1 config", data, len(svc.Configs))
+	}
+	refs := svc.Spec.TaskTemplate.ContainerSpec.Secrets
+	for _, ref := range refs {
+		if _, ok := data[ref.SecretName]; !ok {
+			t.Errorf("the service mounts secret %s, which the translation does not create", ref.SecretName)
+		}
+	}
+	if got := refs[len(refs)-1]; got.File.Name != "/run/secrets/field_key" || got.File.Mode != 0o600 {
+		t.Errorf("the 0600 file is mounted as %+v", got.File)
+	}
+}
+
+func TestTranslate_ModesUpdatesAndEndpoints(t *testing.T) {
+	web, err := Translate(webSpec(), Options{Network: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if web.Spec.Name != "obcms-production_web" || web.Spec.Labels[LabelNamespace] != "obcms-production" || web.Spec.Labels[LabelImage] != webSpec().Image {
+		t.Errorf("name %s, labels %v: want docker stack's naming and labels", web.Spec.Name, web.Spec.Labels)
+	}
+	if r := web.Spec.Mode.Replicated; r == nil || *r.Replicas != 4 {
+		t.Errorf("mode %+v, want 4 replicas", web.Spec.Mode)
+	}
+	if u := web.Spec.UpdateConfig; u.Order != swarm.UpdateOrderStartFirst || u.FailureAction != swarm.UpdateFailureActionPause {
+		t.Errorf("web updates %+v, want start-first and pause (obcd rolls the release back, not Swarm)", u)
+	}
+	if web.Spec.EndpointSpec.Mode != swarm.ResolutionModeDNSRR {
+		t.Errorf("endpoint mode %s, want dnsrr (VIP needs IPVS)", web.Spec.EndpointSpec.Mode)
+	}
+	if n := web.Spec.TaskTemplate.Networks; len(n) != 1 || n[0].Target != "n" || n[0].Aliases[0] != "web" {
+		t.Errorf("networks %+v, want the project's with the service's name as alias", n)
+	}
+
+	db := engine.ServiceSpec{Project: "p", Name: "db", Image: "postgres:15", Replicas: 1}
+	pinned, _ := Translate(db, Options{Network: "n", Constraints: map[string][]string{"db": {"node.labels.obcd.node==worker1"}}})
+	if u := pinned.Spec.UpdateConfig; u.Order != swarm.UpdateOrderStopFirst {
+		t.Errorf("db updates %s, want stop-first", u.Order)
+	}
+	if p := pinned.Spec.TaskTemplate.Placement; p == nil || p.Constraints[0] != "node.labels.obcd.node==worker1" {
+		t.Errorf("db placement %+v, want its constraint", p)
+	}
+
+	migrate := engine.ServiceSpec{Project: "p", Name: "migrate", Image: "app:1", OneOff: true}
+	job, _ := Translate(migrate, Options{Network: "n"})
+	if j := job.Spec.Mode.ReplicatedJob; j == nil || *j.TotalCompletions != 1 || job.Spec.TaskTemplate.RestartPolicy.Condition != swarm.RestartPolicyConditionNone {
+		t.Errorf("migrate: mode %+v, restart %+v; want a replicated job that runs once", job.Spec.Mode, job.Spec.TaskTemplate.RestartPolicy)
+	}
+
+	bind := engine.ServiceSpec{Project: "p", Name: "x", Image: "i", Mounts: []engine.MountSpec{{Bind: "/etc/x", Target: "/x"}}}
+	if _, err := Translate(bind, Options{}); err == nil || !strings.Contains(err.Error(), "config instead") {
+		t.Errorf("a bind mount: %v, want a refusal that says what to do", err)
+	}
+}
+
+// TestTranslate_ContentNamesAndTheSpecHash: an object's name changes with
+// its content only; the spec hash changes with what makes the tasks, not
+// with the release that writes them.
+func TestTranslate_ContentNamesAndTheSpecHash(t *testing.T) {
+	opts := Options{Network: "n", Release: "r1", SecretValues: secretValues}
+	a, _ := Translate(webSpec(), opts)
+	opts.Release = "r2"
+	b, _ := Translate(webSpec(), opts)
+	if a.Spec.Labels[LabelSpecHash] != b.Spec.Labels[LabelSpecHash] || a.Configs[0].Name != b.Configs[0].Name {
+		t.Errorf("another release of the same spec changes the hash or a name")
+	}
+	changed := webSpec()
+	changed.Files[0].Data = []byte("[app]\nworkers = 8\n")
+	c, _ := Translate(changed, opts)
+	if c.Configs[0].Name == a.Configs[0].Name || c.Spec.Labels[LabelSpecHash] == a.Spec.Labels[LabelSpecHash] {
+		t.Errorf("new config content kept the name %s or the hash", c.Configs[0].Name)
+	}
+	if c.Secrets[0].Name != a.Secrets[0].Name {
+		t.Errorf("an unchanged secret was renamed: %s -> %s", a.Secrets[0].Name, c.Secrets[0].Name)
+	}
+}
