@@ -44,7 +44,7 @@ var (
 		Code: "deploy.D001", Severity: SeverityError, Priority: PriorityCritical, Category: CategoryDocker, Live: true,
 		Title:  "Docker engine unreachable",
 		Impact: "Nothing can be deployed: obcd cannot create, start or inspect containers on the target.",
-		Fix:    "Start the Docker engine, or correct docker_host in the environment block (unix://, tcp:// with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, or ssh://user@host with key-based login and docker on the host).",
+		Fix:    "Start the Docker engine, or correct docker_host in the environment block (unix://, tcp:// with docker_cert_path or DOCKER_TLS_VERIFY/DOCKER_CERT_PATH for TLS, or ssh://user@host with key-based login and docker on the host).",
 		Source: "monitoring seed pre-deployment script; audit seed Docker & Deployment",
 	}
 	liveSecretMissing = &Rule{
