@@ -92,29 +92,30 @@ const (
 
 // Converge creates the service, or updates it when its spec hash differs
 // from the desired one, at the version it read (so that a concurrent
-// writer makes it fail rather than be overwritten). Its secrets and
-// configs must exist (EnsureObjects).
-func (e *Engine) Converge(ctx context.Context, svc Service) (Change, error) {
+// writer makes it fail rather than be overwritten), and says why (Cause).
+// Its secrets and configs must exist (EnsureObjects).
+func (e *Engine) Converge(ctx context.Context, svc Service) (Change, string, error) {
 	name := svc.Spec.Name
 	current, err := e.API.ServiceInspect(ctx, name, client.ServiceInspectOptions{})
 	switch {
 	case cerrdefs.IsNotFound(err):
 		if _, err := e.API.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: svc.Spec, EncodedRegistryAuth: e.RegistryAuth}); err != nil {
-			return "", fmt.Errorf("create service %s: %w", name, err)
+			return "", "", fmt.Errorf("create service %s: %w", name, err)
 		}
-		return Created, nil
+		return Created, "new service", nil
 	case err != nil:
-		return "", fmt.Errorf("inspect service %s: %w", name, err)
+		return "", "", fmt.Errorf("inspect service %s: %w", name, err)
 	}
 	if current.Service.Spec.Labels[LabelSpecHash] == svc.Spec.Labels[LabelSpecHash] {
-		return Unchanged, nil
+		return Unchanged, "", nil
 	}
+	cause := Cause(current.Service.Spec, svc.Spec)
 	if _, err := e.API.ServiceUpdate(ctx, current.Service.ID, client.ServiceUpdateOptions{
 		Version: current.Service.Version, Spec: svc.Spec, EncodedRegistryAuth: e.RegistryAuth,
 	}); err != nil {
-		return "", fmt.Errorf("update service %s: %w", name, err)
+		return "", "", fmt.Errorf("update service %s: %w", name, err)
 	}
-	return Updated, nil
+	return Updated, cause, nil
 }
 
 // ErrUpdatePaused is a service whose update Swarm paused: a new task

@@ -132,3 +132,35 @@ func TestTranslate_ContentNamesAndTheSpecHash(t *testing.T) {
 		t.Errorf("an unchanged secret was renamed: %s -> %s", a.Secrets[0].Name, c.Secrets[0].Name)
 	}
 }
+
+// TestCause_NamesWhatChangedAndNoValue: a plan's cause says what differs
+// (image, replicas, the variables and files by name) and prints no
+// environment value.
+func TestCause_NamesWhatChangedAndNoValue(t *testing.T) {
+	opts := Options{Network: "n", SecretValues: secretValues}
+	a, _ := Translate(webSpec(), opts)
+	changed := webSpec()
+	changed.Image = "registry.example.org/obcms/app:1.3.0"
+	changed.Replicas = 6
+	changed.Env["APP_VERSION"] = "1.3.0"
+	changed.Env["DB_PASSWORD"] = "pw-rotated-42"
+	changed.Env["DATABASE_URL"] = "postgres://obcms:pw-rotated-42@pgbouncer:6432/obcms"
+	changed.Env["NEW_FLAG"] = "on"
+	changed.Files[0].Data = []byte("[app]\nworkers = 8\n")
+	b, _ := Translate(changed, Options{Network: "n", SecretValues: []string{"pw-rotated-42", "fk-123456"}})
+	cause := Cause(a.Spec, b.Spec)
+	for _, want := range []string{"image registry.example.org/obcms/app:1.2.0 -> registry.example.org/obcms/app:1.3.0", "replicas 4 -> 6",
+		"environment: APP_VERSION, +NEW_FLAG", "config settings.ini", "secret database_url, db_password"} {
+		if !strings.Contains(cause, want) {
+			t.Errorf("cause %q lacks %q", cause, want)
+		}
+	}
+	for _, value := range []string{"1.3.0\"", "=on", "pw-rotated-42", "workers = 8"} {
+		if strings.Contains(cause, value) {
+			t.Errorf("cause %q shows the value %q", cause, value)
+		}
+	}
+	if got := Cause(a.Spec, a.Spec); !strings.HasPrefix(got, "spec changed") {
+		t.Errorf("identical specs: %q", got)
+	}
+}

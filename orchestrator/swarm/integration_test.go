@@ -1,0 +1,265 @@
+package swarm_test
+
+// The Swarm primitives on a real three-node swarm on this machine
+// (testdata/swarm/swarm.sh), every node pulling from a loopback registry
+// with a login: a service with secrets and configs, what `docker stack
+// ps` and the inspect commands show, and a start-first update under load
+// through a proxy on the overlay with no failed request.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/registry"
+	"github.com/moby/moby/client"
+
+	"github.com/obcd/obcd/internal/testsvc"
+	"github.com/obcd/obcd/orchestrator/engine"
+	"github.com/obcd/obcd/orchestrator/swarm"
+)
+
+func randomHex(t *testing.T) string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func get(t *testing.T, url string) (int, string, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), resp.Header.Get("X-App-Version")
+}
+
+func TestSwarm_ServicesSecretsAndAStartFirstUpdateOnThreeNodes(t *testing.T) {
+	docker, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer docker.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	reg := testsvc.StartRegistry(t, "swarm-ci", "pull: pass")
+	port, _ := strconv.Atoi(reg.Addr[strings.LastIndex(reg.Addr, ":")+1:])
+	nodes := testsvc.StartSwarm(t, 2, port)
+
+	authJSON, _ := json.Marshal(registry.AuthConfig{Username: reg.User, Password: reg.Password, ServerAddress: reg.Addr})
+	auth := base64.URLEncoding.EncodeToString(authJSON)
+	v1, v2 := reg.Addr+"/obcd/swarm-web:v1", reg.Addr+"/obcd/swarm-web:v2"
+	for _, v := range []struct{ ref, version string }{{v1, "v1"}, {v2, "v2"}} {
+		testsvc.BuildAppImage(t, docker, v.ref, testsvc.AppImageOptions{Version: v.version})
+		pushed, err := docker.ImagePush(ctx, v.ref, client.ImagePushOptions{RegistryAuth: auth})
+		if err == nil {
+			err = pushed.Wait(ctx)
+		}
+		if err != nil {
+			t.Fatalf("push %s: %v", v.ref, err)
+		}
+	}
+
+	project := "obcd-swarm-" + randomHex(t)[:6]
+	e := &swarm.Engine{API: docker, RegistryAuth: auth, Poll: 200 * time.Millisecond}
+	if _, err := e.EnsureNetwork(ctx, project); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.RemoveProject(context.Background(), project); err != nil {
+			t.Errorf("remove project: %v", err)
+		}
+	})
+	password, token := "db-pass-"+randomHex(t), "token-"+randomHex(t)
+	spec := engine.ServiceSpec{
+		Project: project, Name: "web", Image: v1, Replicas: 3, StartFirst: true,
+		Env: map[string]string{"DB_PASSWORD": password, "GREETING": "hello"},
+		Files: []engine.FileSpec{
+			{Target: "/etc/app/greeting.txt", Mode: 0o644, Data: []byte("hello from a config, v1")},
+			{Target: "/run/secrets/token", Mode: 0o600, Data: []byte(token)},
+		},
+		Health: &engine.HealthSpec{Test: []string{"CMD", "/app", "-health"}, Interval: time.Second, Timeout: 2 * time.Second, Retries: 3},
+	}
+	opts := swarm.Options{Network: swarm.NetworkName(project), Release: "r1", SecretValues: []string{password, token}}
+	deploy := func(spec engine.ServiceSpec, opts swarm.Options) (swarm.Service, swarm.Change, string) {
+		t.Helper()
+		svc, err := swarm.Translate(spec, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.EnsureObjects(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		change, cause, err := e.Converge(ctx, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.WaitConverged(ctx, svc.Spec.Name, 3*time.Minute); err != nil {
+			out, _ := exec.Command("docker", "service", "ps", "--no-trunc", svc.Spec.Name).CombinedOutput()
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return svc, change, cause
+	}
+	first, change, _ := deploy(spec, opts)
+	if change != swarm.Created {
+		t.Fatalf("first converge: %s, want created", change)
+	}
+
+	// What Swarm shows: docker stack ps lists the tasks, on more than one
+	// node, and no inspect output holds a secret value.
+	ps, err := exec.Command("docker", "stack", "ps", project, "--filter", "desired-state=running", "--format", "{{.Name}} {{.Node}} {{.CurrentState}}").CombinedOutput()
+	if err != nil || strings.Count(string(ps), "Running") != 3 {
+		t.Fatalf("docker stack ps %s: %v\n%s\nwant 3 running tasks", project, err, ps)
+	}
+	out, _ := exec.Command("docker", "network", "inspect", "-v", swarm.NetworkName(project), "--format",
+		`{{range $k, $v := .Services}}{{range $v.Tasks}}{{index .Info "Host IP"}} {{end}}{{end}}`).CombinedOutput()
+	if hosts := slices.Compact(slices.Sorted(slices.Values(strings.Fields(string(out))))); len(hosts) < 2 {
+		t.Errorf("the tasks run on %v, want them spread over the nodes", hosts)
+	}
+	inspect := func() string {
+		var all strings.Builder
+		o, _ := exec.Command("docker", "service", "inspect", swarm.ServiceName(project, "web")).CombinedOutput()
+		all.Write(o)
+		for _, host := range append([]string{""}, nodes.Workers...) {
+			args := []string{"ps", "-aq", "--filter", "label=com.docker.swarm.service.name=" + swarm.ServiceName(project, "web")}
+			if host != "" {
+				args = append([]string{"-H", host}, args...)
+			}
+			ids, _ := exec.Command("docker", args...).Output()
+			for _, id := range strings.Fields(string(ids)) {
+				args := []string{"inspect", id}
+				if host != "" {
+					args = append([]string{"-H", host}, args...)
+				}
+				o, _ := exec.Command("docker", args...).CombinedOutput()
+				all.Write(o)
+			}
+		}
+		return all.String()
+	}
+	shown := inspect()
+	if !strings.Contains(shown, "DB_PASSWORD_FILE=/run/secrets/db_password") {
+		t.Fatalf("the inspect output shows no DB_PASSWORD_FILE; is it the service's?\n%.2000s", shown)
+	}
+	for _, secret := range []string{password, token} {
+		if strings.Contains(shown, secret) {
+			t.Errorf("docker service inspect or docker inspect shows a secret value")
+		}
+	}
+
+	// A proxy on the overlay, published on loopback, reads what a task sees.
+	eng := &engine.Engine{API: docker}
+	edgeSpec := engine.ServiceSpec{Project: project, Name: "edge", Image: v1, Command: []string{"-proxy", "http://web:8000"},
+		Env:   map[string]string{"HEALTH_URL": "http://127.0.0.1:8080/health/"},
+		Ports: []engine.PortSpec{{HostIP: "127.0.0.1", ContainerPort: "8080"}}}
+	edge, err := eng.Create(ctx, edgeSpec, project+"-edge-1", 1, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = docker.ContainerRemove(context.Background(), edge.ID, client.ContainerRemoveOptions{Force: true}) })
+	if err := eng.Start(ctx, edge.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.WaitHealthy(ctx, edge.ID); err != nil {
+		t.Fatal(err)
+	}
+	inspected, err := docker.ContainerInspect(ctx, edge.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var base string
+	for _, b := range inspected.Container.NetworkSettings.Ports {
+		if len(b) > 0 {
+			base = "http://127.0.0.1:" + b[0].HostPort
+		}
+	}
+	for path, want := range map[string]string{
+		"/file/run/secrets/db_password": password,
+		"/file/run/secrets/token":       token,
+		"/file/etc/app/greeting.txt":    "hello from a config, v1",
+		"/env/DB_PASSWORD_FILE":         "/run/secrets/db_password",
+		"/env/GREETING":                 "hello",
+	} {
+		if status, body, _ := get(t, base+path); status != 200 || body != want {
+			t.Errorf("a task's %s: %d %q, want %q", path, status, body, want)
+		}
+	}
+	if status, _, _ := get(t, base+"/env/DB_PASSWORD"); status != http.StatusNotFound {
+		t.Errorf("a task has DB_PASSWORD in its environment (%d): the value is in docker inspect", status)
+	}
+
+	if _, change, _ := deploy(spec, opts); change != swarm.Unchanged {
+		t.Errorf("converging the same spec again: %s, want unchanged", change)
+	}
+
+	// A start-first update to v2 with a new config, under load.
+	var requests, failures atomic.Int64
+	var lastFailure atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				requests.Add(1)
+				resp, err := http.Get(base + "/health/")
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != 200 {
+					failures.Add(1)
+					lastFailure.Store(fmt.Sprint(err, resp))
+				}
+			}
+		})
+	}
+	updated := spec
+	updated.Image = v2
+	updated.Files = []engine.FileSpec{spec.Files[1], {Target: "/etc/app/greeting.txt", Mode: 0o644, Data: []byte("hello from a config, v2")}}
+	opts.Release = "r2"
+	second, change, cause := deploy(updated, opts)
+	close(stop)
+	wg.Wait()
+	if change != swarm.Updated || !strings.Contains(cause, "image "+v1+" -> "+v2) || !strings.Contains(cause, "config greeting.txt") {
+		t.Errorf("the update: %s (%s), want updated for the image and the config", change, cause)
+	}
+	t.Logf("%d requests through the overlay during the update, %d failed", requests.Load(), failures.Load())
+	if failures.Load() > 0 || requests.Load() < 10 {
+		t.Errorf("%d of %d requests failed during the start-first update (last: %v)", failures.Load(), requests.Load(), lastFailure.Load())
+	}
+	for range 6 {
+		if _, body, version := get(t, base+"/file/etc/app/greeting.txt"); version != "v2" || body != "hello from a config, v2" {
+			t.Errorf("after the update a task serves %s with %q, want v2 with the new config", version, body)
+		}
+	}
+
+	removed, err := e.RemoveUnused(ctx, project, []swarm.Service{second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != first.Configs[0].Name {
+		t.Errorf("unused objects removed: %v, want only the old config %s", removed, first.Configs[0].Name)
+	}
+}
