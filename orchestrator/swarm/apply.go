@@ -167,6 +167,11 @@ func (e *Engine) converged(ctx context.Context, name string) (bool, string, erro
 	if job := svc.Spec.Mode.ReplicatedJob; job != nil {
 		var complete int
 		for _, t := range tasks.Items {
+			// A job runs again on each update: only this execution's
+			// tasks count.
+			if st := svc.JobStatus; st != nil && (t.JobIteration == nil || t.JobIteration.Index != st.JobIteration.Index) {
+				continue
+			}
 			switch t.Status.State {
 			case swarm.TaskStateComplete:
 				complete++

@@ -262,4 +262,26 @@ func TestSwarm_ServicesSecretsAndAStartFirstUpdateOnThreeNodes(t *testing.T) {
 	if len(removed) != 1 || removed[0] != first.Configs[0].Name {
 		t.Errorf("unused objects removed: %v, want only the old config %s", removed, first.Configs[0].Name)
 	}
+
+	// migrate as a replicated job: it runs to completion, runs again when
+	// its spec changes, and a failing run is an error with its cause.
+	job := engine.ServiceSpec{Project: project, Name: "migrate", Image: v2, OneOff: true, Command: []string{"-exit", "0"}, Env: map[string]string{"RUN": "1"}}
+	if _, change, _ := deploy(job, opts); change != swarm.Created {
+		t.Errorf("the job: %s, want created", change)
+	}
+	job.Env = map[string]string{"RUN": "2"}
+	if _, change, _ := deploy(job, opts); change != swarm.Updated {
+		t.Errorf("the job's second run: %s, want updated", change)
+	}
+	job.Command = []string{"-exit", "3"}
+	failing, err := swarm.Translate(job, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.Converge(ctx, failing); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.WaitConverged(ctx, failing.Spec.Name, 2*time.Minute); err == nil || !strings.Contains(err.Error(), "task failed") {
+		t.Errorf("a job that exits 3: %v, want its failure", err)
+	}
 }
