@@ -51,31 +51,51 @@ func (e *Engine) EnsureNetwork(ctx context.Context, project string) (string, err
 }
 
 // EnsureObjects creates the service's secrets and configs that do not
-// exist yet. Their names hold their content's digest, so one that exists
-// holds the same content.
-func (e *Engine) EnsureObjects(ctx context.Context, svc Service) error {
+// exist yet, and gives the service's references their IDs (Swarm refuses
+// a reference by name alone). The names hold the contents' digests, so
+// one that exists holds the same content.
+func (e *Engine) EnsureObjects(ctx context.Context, svc *Service) error {
+	secretIDs := map[string]string{}
 	for _, s := range svc.Secrets {
 		existing, err := e.API.SecretList(ctx, client.SecretListOptions{Filters: make(client.Filters).Add("name", s.Name)})
 		if err != nil {
 			return fmt.Errorf("list secrets: %w", err)
 		}
-		if slices.ContainsFunc(existing.Items, func(x swarm.Secret) bool { return x.Spec.Name == s.Name }) {
+		if i := slices.IndexFunc(existing.Items, func(x swarm.Secret) bool { return x.Spec.Name == s.Name }); i >= 0 {
+			secretIDs[s.Name] = existing.Items[i].ID
 			continue
 		}
-		if _, err := e.API.SecretCreate(ctx, client.SecretCreateOptions{Spec: s}); err != nil && !cerrdefs.IsConflict(err) {
+		created, err := e.API.SecretCreate(ctx, client.SecretCreateOptions{Spec: s})
+		if err != nil {
 			return fmt.Errorf("create secret %s: %w", s.Name, err)
 		}
+		secretIDs[s.Name] = created.ID
 	}
+	configIDs := map[string]string{}
 	for _, c := range svc.Configs {
 		existing, err := e.API.ConfigList(ctx, client.ConfigListOptions{Filters: make(client.Filters).Add("name", c.Name)})
 		if err != nil {
 			return fmt.Errorf("list configs: %w", err)
 		}
-		if slices.ContainsFunc(existing.Items, func(x swarm.Config) bool { return x.Spec.Name == c.Name }) {
+		if i := slices.IndexFunc(existing.Items, func(x swarm.Config) bool { return x.Spec.Name == c.Name }); i >= 0 {
+			configIDs[c.Name] = existing.Items[i].ID
 			continue
 		}
-		if _, err := e.API.ConfigCreate(ctx, client.ConfigCreateOptions{Spec: c}); err != nil && !cerrdefs.IsConflict(err) {
+		created, err := e.API.ConfigCreate(ctx, client.ConfigCreateOptions{Spec: c})
+		if err != nil {
 			return fmt.Errorf("create config %s: %w", c.Name, err)
+		}
+		configIDs[c.Name] = created.ID
+	}
+	cs := svc.Spec.TaskTemplate.ContainerSpec
+	for _, ref := range cs.Secrets {
+		if ref.SecretID = secretIDs[ref.SecretName]; ref.SecretID == "" {
+			return fmt.Errorf("service %s mounts secret %s, which it does not declare", svc.Spec.Name, ref.SecretName)
+		}
+	}
+	for _, ref := range cs.Configs {
+		if ref.ConfigID = configIDs[ref.ConfigName]; ref.ConfigID == "" {
+			return fmt.Errorf("service %s mounts config %s, which it does not declare", svc.Spec.Name, ref.ConfigName)
 		}
 	}
 	return nil

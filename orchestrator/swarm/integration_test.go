@@ -104,7 +104,7 @@ func TestSwarm_ServicesSecretsAndAStartFirstUpdateOnThreeNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.EnsureObjects(ctx, svc); err != nil {
+		if err := e.EnsureObjects(ctx, &svc); err != nil {
 			t.Fatal(err)
 		}
 		change, cause, err := e.Converge(ctx, svc)
@@ -276,6 +276,9 @@ func TestSwarm_ServicesSecretsAndAStartFirstUpdateOnThreeNodes(t *testing.T) {
 	job.Command = []string{"-exit", "3"}
 	failing, err := swarm.Translate(job, opts)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.EnsureObjects(ctx, &failing); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := e.Converge(ctx, failing); err != nil {
