@@ -34,6 +34,7 @@ type ContainerEngine interface {
 	TagImage(ctx context.Context, src, dst string) error
 	BuildImage(ctx context.Context, contextTar io.Reader, tag string, buildArgs map[string]*string) error
 	PullImage(ctx context.Context, ref string, progress func(string)) (string, error)
+	RepoDigest(ctx context.Context, id string) (string, error)
 	RemoveProject(ctx context.Context, project string, volumes bool) error
 	WatchFailures(ctx context.Context, project string, since time.Time) (<-chan engine.Failure, <-chan error)
 	RemoveImage(ctx context.Context, id string) (bool, error)
@@ -134,6 +135,9 @@ func (x *executor) buildImages(ctx context.Context) error {
 	if err := missingImages(images); err != nil {
 		return err
 	}
+	if x.planned.Release.RepoDigests == nil {
+		x.planned.Release.RepoDigests = map[string]string{}
+	}
 	for _, image := range images {
 		if image.Pull {
 			x.d.emit("images", image.Services[0], "", "pulling %s", image.Image)
@@ -143,8 +147,18 @@ func (x *executor) buildImages(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			if image.ID != "" && id != image.ID {
+				return fmt.Errorf("pulled %s as image %s, but the release recorded %s: the registry no longer holds that image under its digest", image.Image, id, image.ID)
+			}
+			digest, err := x.d.Engine.RepoDigest(ctx, id)
+			if err != nil {
+				return err
+			}
 			for _, service := range image.Services {
 				x.planned.Release.ImageDigests[service] = id
+				if digest != "" {
+					x.planned.Release.RepoDigests[service] = digest
+				}
 			}
 			continue
 		}

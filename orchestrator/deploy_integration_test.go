@@ -481,7 +481,7 @@ func TestDeploy_BuildsAMissingImageFromTheStackContext(t *testing.T) {
 	d := &Deployer{Engine: eng, Stack: stack}
 	// The plan lists the missing image with its build context; applying it builds it.
 	build := func(spec engine.ServiceSpec) (string, error) {
-		planned := &Planned{Plan: Plan{Images: planImages([]engine.ServiceSpec{spec}, stack)}, Release: state.Release{ImageDigests: map[string]string{}}}
+		planned := &Planned{Plan: Plan{Images: planImages([]engine.ServiceSpec{spec}, stack, nil)}, Release: state.Release{ImageDigests: map[string]string{}, RepoDigests: map[string]string{}}}
 		err := d.executor(planned).buildImages(context.Background())
 		return planned.Release.ImageDigests[spec.Name], err
 	}

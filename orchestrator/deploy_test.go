@@ -41,6 +41,10 @@ type memEngine struct {
 	reloadErr error           // what the next ReloadFile returns, once
 	missing   map[string]bool // image references the engine lacks until they are pulled
 	pullErr   error           // what PullImage returns
+	// repoDigests are the registry digests of image IDs; pulled, by
+	// digest or tag, the image PullImage returns
+	repoDigests map[string]string
+	pulled      map[string]string
 }
 
 func newMemEngine() *memEngine {
@@ -191,6 +195,12 @@ func (m *memEngine) ImagePresent(_ context.Context, ref string) (string, bool, e
 	return "sha256:" + ref, true, nil
 }
 
+func (m *memEngine) RepoDigest(_ context.Context, id string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.repoDigests[id], nil
+}
+
 func (m *memEngine) PullImage(_ context.Context, ref string, progress func(string)) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -200,6 +210,10 @@ func (m *memEngine) PullImage(_ context.Context, ref string, progress func(strin
 	}
 	delete(m.missing, ref)
 	progress(ref + ": pulled")
+	if id, ok := m.pulled[ref]; ok {
+		delete(m.missing, id)
+		return id, nil
+	}
 	return "sha256:" + ref, nil
 }
 

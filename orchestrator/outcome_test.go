@@ -104,3 +104,63 @@ func TestRollback_GoesToThePreviousGoodReleaseAndRefusesTheLiveOne(t *testing.T)
 		t.Errorf("live %s, previous %s; want the rollback %s and v3 %s", live.ID, previous.ID, result.Release.ID, ids[2])
 	}
 }
+
+// TestRollback_PullsBackByItsRegistryDigestAnImageTheEngineLost: a
+// release records the registry digest of each image it ran. When the
+// engine has lost an image (pruned, or a new node), a rollback to that
+// release pulls it back by that digest, before any change, and refuses
+// an image that is not the one the release recorded.
+func TestRollback_PullsBackByItsRegistryDigestAnImageTheEngineLost(t *testing.T) {
+	ctx := context.Background()
+	const digest = "reg.example.org/mem/app@sha256:1111"
+	setup := func(t *testing.T, pulledID string) (*memEngine, state.Store, string) {
+		engine, store := newMemEngine(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+		engine.repoDigests = map[string]string{"sha256:mem/app:v1": digest}
+		first, err := memDeployer(t, engine, store, "v1").Deploy(ctx, DeployOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := first.Release.RepoDigests["web"]; got != digest {
+			t.Fatalf("release v1 recorded the repo digest %q for web, want %s", got, digest)
+		}
+		if _, err := memDeployer(t, engine, store, "v2").Deploy(ctx, DeployOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		engine.missing = map[string]bool{"mem/app:v1": true, "sha256:mem/app:v1": true}
+		engine.pulled = map[string]string{digest: pulledID}
+		engine.steps()
+		return engine, store, first.Release.ID
+	}
+
+	t.Run("TheRecordedImage", func(t *testing.T) {
+		engine, store, v1 := setup(t, "sha256:mem/app:v1")
+		result, err := memDeployer(t, engine, store, "v2").Rollback(ctx, RollbackOptions{To: v1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		images := result.Plan.Images
+		if len(images) != 1 || !images[0].Pull || images[0].Image != digest || images[0].ID != "sha256:mem/app:v1" ||
+			!strings.Contains(result.Plan.String(), "pull "+digest) {
+			t.Fatalf("rollback plan images %+v, want a pull of %s for the recorded ID:\n%s", images, digest, result.Plan)
+		}
+		steps := engine.steps()
+		if len(steps) == 0 || steps[0] != "pull "+digest {
+			t.Fatalf("rollback steps:\n%s\nwant the pull by digest first", strings.Join(steps, "\n"))
+		}
+		if result.Release.ImageDigests["web"] != "sha256:mem/app:v1" {
+			t.Errorf("the rollback recorded web's image as %q", result.Release.ImageDigests["web"])
+		}
+	})
+	t.Run("AnotherImageIsRefused", func(t *testing.T) {
+		engine, store, v1 := setup(t, "sha256:someone-else")
+		_, err := memDeployer(t, engine, store, "v2").Rollback(ctx, RollbackOptions{To: v1})
+		if err == nil || !strings.Contains(err.Error(), "but the release recorded sha256:mem/app:v1") {
+			t.Fatalf("a pull that gives another image: %v", err)
+		}
+		for _, step := range engine.steps() {
+			if !strings.HasPrefix(step, "pull ") {
+				t.Errorf("the refused rollback changed something: %s", step)
+			}
+		}
+	})
+}

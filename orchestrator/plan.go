@@ -110,6 +110,9 @@ type ImageAction struct {
 	// engine has lost can be neither built nor pulled (Build "" and Pull
 	// false): the deploy fails before anything changes.
 	Pull bool `json:"pull,omitempty"`
+	// ID, on a pull by digest, is the image ID the release recorded: the
+	// pull must give exactly that image.
+	ID string `json:"id,omitempty"`
 }
 
 // TagAction tags the image a service runs, by its ID, once the release

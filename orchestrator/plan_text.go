@@ -76,6 +76,8 @@ func (p Plan) columnWidths() (kind, target int) {
 func (i ImageAction) String() string {
 	services := strings.Join(i.Services, ", ")
 	switch {
+	case i.Pull && i.ID != "":
+		return fmt.Sprintf("pull %s (%s), the image %s the release recorded and the engine no longer has, before any change", i.Image, services, shortImageID(i.ID))
 	case i.Pull:
 		return fmt.Sprintf("pull %s (%s) from its registry, before any change", i.Image, services)
 	case i.Build == "":

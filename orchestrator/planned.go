@@ -147,7 +147,8 @@ func (d *Deployer) planFor(ctx context.Context, rel state.Release, artifacts []t
 	if err := d.resolveImages(ctx, desired); err != nil {
 		return nil, errors.Join(err, ErrConverge)
 	}
-	if err := d.pinImages(ctx, desired, rel.ImageDigests); err != nil {
+	pulls, err := d.pinImages(ctx, desired, rel.ImageDigests, rel.RepoDigests)
+	if err != nil {
 		return nil, errors.Join(err, ErrConverge)
 	}
 	project := templates.ProjectName(d.Stack)
@@ -159,8 +160,10 @@ func (d *Deployer) planFor(ctx context.Context, rel state.Release, artifacts []t
 		return nil, errors.Join(err, ErrConverge)
 	}
 	plan := MakePlan(PlanInput{Project: project, Release: rel.ID, Desired: desired, Observed: observed, Backup: d.backupService()})
-	plan.Version, plan.Images, plan.Tags = rel.Version, planImages(desired, d.Stack), stableTags(rel, desired)
-	recordImages(&rel, desired)
+	plan.Version, plan.Images, plan.Tags = rel.Version, planImages(desired, d.Stack, pulls), stableTags(rel, desired)
+	if err := d.recordImages(ctx, &rel, desired); err != nil {
+		return nil, errors.Join(err, ErrConverge)
+	}
 	return &Planned{Plan: plan, Release: rel, Artifacts: artifacts, Desired: desired, Observed: observed}, nil
 }
 
@@ -216,9 +219,13 @@ func (d *Deployer) resolveImages(ctx context.Context, desired []engine.ServiceSp
 
 // pinImages makes each service whose image ID the release recorded run
 // exactly that image: by its ID when its tag has moved since (a tag
-// rebuilt by CI), and missing (so the plan says so) when the engine no
-// longer has it. A new release records none, so nothing is pinned.
-func (d *Deployer) pinImages(ctx context.Context, desired []engine.ServiceSpec, recorded map[string]string) error {
+// rebuilt by CI), and missing when the engine no longer has it. A
+// missing one the release also recorded a registry digest of is pulled
+// back by that digest: pulls maps the service to it. Without a digest
+// the plan says the image is gone. A new release records none, so
+// nothing is pinned.
+func (d *Deployer) pinImages(ctx context.Context, desired []engine.ServiceSpec, recorded, repoDigests map[string]string) (pulls map[string]string, err error) {
+	pulls = map[string]string{}
 	for i, spec := range desired {
 		id := recorded[spec.Name]
 		if id == "" || id == spec.ImageID {
@@ -226,22 +233,34 @@ func (d *Deployer) pinImages(ctx context.Context, desired []engine.ServiceSpec, 
 		}
 		_, present, err := d.Engine.ImagePresent(ctx, id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		desired[i].RunImage, desired[i].ImageID = id, ""
-		if present {
+		switch {
+		case present:
 			desired[i].ImageID = id
+		case repoDigests[spec.Name] != "":
+			pulls[spec.Name] = repoDigests[spec.Name]
 		}
 	}
-	return nil
+	return pulls, nil
 }
 
 // planImages lists the images the engine lacks, once each, with the
-// stack's build context for the ones it can build.
-func planImages(desired []engine.ServiceSpec, stack *stackhcl.Stack) []ImageAction {
+// stack's build context for the ones it can build, and pulls: by tag, or
+// by the recorded digest (pulls) for an image a release pinned by ID.
+func planImages(desired []engine.ServiceSpec, stack *stackhcl.Stack, pulls map[string]string) []ImageAction {
 	var images []ImageAction
 	for _, spec := range desired {
 		if spec.ImageID != "" {
+			continue
+		}
+		if digest := pulls[spec.Name]; digest != "" {
+			if i := slices.IndexFunc(images, func(a ImageAction) bool { return a.Image == digest }); i >= 0 {
+				images[i].Services = append(images[i].Services, spec.Name)
+				continue
+			}
+			images = append(images, ImageAction{Image: digest, Services: []string{spec.Name}, Pull: true, ID: spec.RunImage})
 			continue
 		}
 		image := cmp.Or(spec.RunImage, spec.Image)
@@ -274,16 +293,31 @@ func buildOf(stack *stackhcl.Stack, image string) *stackhcl.Build {
 	return build
 }
 
-// recordImages puts each service's image, and its ID where the engine
-// has it, into the release record.
-func recordImages(rel *state.Release, desired []engine.ServiceSpec) {
-	rel.Images, rel.ImageDigests = map[string]string{}, map[string]string{}
+// recordImages puts each service's image, its ID where the engine has
+// it, and the registry digest that ID is known by, into the release
+// record. A pulled image's digest is recorded when the pull is done.
+func (d *Deployer) recordImages(ctx context.Context, rel *state.Release, desired []engine.ServiceSpec) error {
+	rel.Images, rel.ImageDigests, rel.RepoDigests = map[string]string{}, map[string]string{}, map[string]string{}
+	digests := map[string]string{}
 	for _, spec := range desired {
 		rel.Images[spec.Name] = spec.Image
-		if spec.ImageID != "" {
-			rel.ImageDigests[spec.Name] = spec.ImageID
+		if spec.ImageID == "" {
+			continue
+		}
+		rel.ImageDigests[spec.Name] = spec.ImageID
+		digest, seen := digests[spec.ImageID]
+		if !seen {
+			var err error
+			if digest, err = d.Engine.RepoDigest(ctx, spec.ImageID); err != nil {
+				return err
+			}
+			digests[spec.ImageID] = digest
+		}
+		if digest != "" {
+			rel.RepoDigests[spec.Name] = digest
 		}
 	}
+	return nil
 }
 
 // missingImages is the error of a plan with images that can be neither

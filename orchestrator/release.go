@@ -49,7 +49,7 @@ func (d *Deployer) secretVersions() map[string]string {
 // version, images and config, with its own ID, time, user and host.
 func rollbackRecord(to state.Release) state.Release {
 	rec := state.NewRelease(to.Environment, time.Now())
-	rec.Version, rec.Images, rec.ImageDigests, rec.ConfigHash = to.Version, to.Images, to.ImageDigests, to.ConfigHash
+	rec.Version, rec.Images, rec.ImageDigests, rec.RepoDigests, rec.ConfigHash = to.Version, to.Images, to.ImageDigests, to.RepoDigests, to.ConfigHash
 	rec.SecretVersions, rec.RollbackOf = to.SecretVersions, to.ID
 	return rec
 }

@@ -183,13 +183,21 @@ func (d *Deployer) restorePlanned(ctx context.Context, planned *Planned, becomes
 	if !becomesStable {
 		planned.Plan.Tags = nil
 	}
-	if len(planned.Plan.Images) > 0 {
-		image := planned.Plan.Images[0]
-		return nil, errors.Join(fmt.Errorf("image %s (%s) of release %s is no longer on the engine; load it, or roll back to another release",
-			image.Image, strings.Join(image.Services, ", "), cmp.Or(planned.Release.RollbackOf, planned.Release.ID)), ErrImages)
+	// The only image a return may fetch is the exact one the release
+	// recorded, by its registry digest: a tag may point elsewhere now.
+	for _, image := range planned.Plan.Images {
+		if !image.Pull || image.ID == "" {
+			return nil, errors.Join(fmt.Errorf("image %s (%s) of release %s is no longer on the engine, and the release recorded no registry digest to pull it back by; load it, or roll back to another release",
+				image.Image, strings.Join(image.Services, ", "), cmp.Or(planned.Release.RollbackOf, planned.Release.ID)), ErrImages)
+		}
 	}
 	d.emitPlan(planned.Plan)
 	x := d.executor(planned)
+	if len(planned.Plan.Images) > 0 {
+		if err := x.buildImages(ctx); err != nil {
+			return nil, errors.Join(err, ErrImages)
+		}
+	}
 	if _, err := x.converge(ctx); err != nil {
 		return nil, err
 	}

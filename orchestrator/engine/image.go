@@ -26,6 +26,22 @@ func (e *Engine) ImagePresent(ctx context.Context, ref string) (string, bool, er
 	return inspected.ID, true, nil
 }
 
+// RepoDigest is a registry digest (repo@sha256:…) the image id is known
+// by, "" when it has none (built here, never pushed or pulled).
+func (e *Engine) RepoDigest(ctx context.Context, id string) (string, error) {
+	inspected, err := e.API.ImageInspect(ctx, id)
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("inspect image %s: %w", id, err)
+	}
+	if len(inspected.RepoDigests) == 0 {
+		return "", nil
+	}
+	return inspected.RepoDigests[0], nil
+}
+
 // TagImage gives the image src the reference dst.
 func (e *Engine) TagImage(ctx context.Context, src, dst string) error {
 	if _, err := e.API.ImageTag(ctx, client.ImageTagOptions{Source: src, Target: dst}); err != nil {

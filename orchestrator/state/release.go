@@ -36,15 +36,19 @@ const (
 // Release is the record of one deploy or rollback of an environment:
 // what was deployed, by whom, and how it ended.
 type Release struct {
-	ID             string            `json:"id"` // sortable: 20261123T190102Z-<6 hex>
-	Environment    string            `json:"environment"`
-	Created        time.Time         `json:"created"`
-	Finished       time.Time         `json:"finished,omitzero"`
-	User           string            `json:"user"`
-	Host           string            `json:"host"`
-	Version        string            `json:"version"`         // the stack's APP_VERSION
-	Images         map[string]string `json:"images"`          // service -> image reference deployed
-	ImageDigests   map[string]string `json:"image_digests"`   // service -> image ID or digest
+	ID           string            `json:"id"` // sortable: 20261123T190102Z-<6 hex>
+	Environment  string            `json:"environment"`
+	Created      time.Time         `json:"created"`
+	Finished     time.Time         `json:"finished,omitzero"`
+	User         string            `json:"user"`
+	Host         string            `json:"host"`
+	Version      string            `json:"version"`       // the stack's APP_VERSION
+	Images       map[string]string `json:"images"`        // service -> image reference deployed
+	ImageDigests map[string]string `json:"image_digests"` // service -> image ID or digest
+	// RepoDigests are, per service, the registry digest (repo@sha256:…)
+	// of the image it ran, when the image came from a registry: a rollback
+	// pulls it back by that digest when the engine has lost the image ID.
+	RepoDigests    map[string]string `json:"repo_digests,omitempty"`
 	ConfigHash     string            `json:"config_hash"`     // sha256 of the rendered manifest
 	SecretVersions map[string]string `json:"secret_versions"` // secret name -> SecretVersion, never the value
 	Probes         []probe.Result    `json:"probes"`
