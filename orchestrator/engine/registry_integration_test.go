@@ -170,6 +170,18 @@ func TestEngine_PullsFromARegistryWithTheDockerConfigsCredentials(t *testing.T) 
 			if strings.Contains(joined, reg.Password) {
 				t.Errorf("the progress shows the password:\n%s", joined)
 			}
+			// The registry digest a release records brings back exactly
+			// this image once the engine has lost it.
+			digest, err := e.RepoDigest(ctx, id)
+			if err != nil || !strings.HasPrefix(digest, reg.Addr+"/obcms/pull-test@sha256:") {
+				t.Fatalf("repo digest of the pulled image: %q, %v", digest, err)
+			}
+			removeImage(t, docker, ref)
+			again, err := e.PullImage(ctx, digest, nil)
+			if err != nil || again != id {
+				t.Errorf("pull by digest %s: image %s, %v; want %s", digest, again, err, id)
+			}
+			removeImage(t, docker, id) // untagged now: by ID
 		})
 	}
 }
