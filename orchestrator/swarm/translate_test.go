@@ -164,3 +164,34 @@ func TestCause_NamesWhatChangedAndNoValue(t *testing.T) {
 		t.Errorf("identical specs: %q", got)
 	}
 }
+
+func TestWaves_KeepTheStacksOrder(t *testing.T) {
+	specs := []engine.ServiceSpec{
+		{Name: "db"}, {Name: "redis"},
+		{Name: "migrate", DependsOn: []string{"db"}},
+		{Name: "web", DependsOn: []string{"migrate", "redis"}},
+		{Name: "nginx", DependsOn: []string{"web"}},
+		{Name: "worker", DependsOn: []string{"db", "redis"}},
+	}
+	waves, err := Waves(specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range waves {
+		var names []string
+		for _, s := range w {
+			names = append(names, s.Name)
+		}
+		got = append(got, strings.Join(names, ","))
+	}
+	if want := "db,redis | migrate,worker | web | nginx"; strings.Join(got, " | ") != want {
+		t.Errorf("waves %q, want %q", strings.Join(got, " | "), want)
+	}
+	if _, err := Waves([]engine.ServiceSpec{{Name: "a", DependsOn: []string{"b"}}, {Name: "b", DependsOn: []string{"a"}}}); err == nil || !strings.Contains(err.Error(), "cycle") {
+		t.Errorf("a cycle: %v", err)
+	}
+	if _, err := Waves([]engine.ServiceSpec{{Name: "a", DependsOn: []string{"ghost"}}}); err == nil || !strings.Contains(err.Error(), "ghost") {
+		t.Errorf("a missing dependency: %v", err)
+	}
+}
