@@ -97,7 +97,9 @@ func TestSwarm_ABrokenReleaseIsRolledBackAtReleaseLevel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = docker.ContainerRemove(context.Background(), edge.ID, client.ContainerRemoveOptions{Force: true}) })
+	t.Cleanup(func() {
+		_, _ = docker.ContainerRemove(context.Background(), edge.ID, client.ContainerRemoveOptions{Force: true})
+	})
 	if err := eng.Start(ctx, edge.ID); err != nil {
 		t.Fatal(err)
 	}
