@@ -102,10 +102,15 @@ swarm_state() { "$@" info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo unk
 
 up() {
   local workers=${1:-2}
+  if [ "$(swarm_state docker)" != inactive ] && [ ! -f "$STATE/manager" ]; then
+    log "the machine's engine is already in a swarm this script did not make; leave it first (docker swarm leave), or use another machine"
+    exit 1
+  fi
   bridge_up
   for i in $(seq 1 "$workers"); do worker_up "$i"; done
   if [ "$(swarm_state docker)" != active ]; then
     docker swarm init --advertise-addr "$MANAGER_IP" --listen-addr "$MANAGER_IP:2377" >/dev/null
+    touch "$STATE/manager" # this script made the swarm, so down may leave it
   fi
   local token
   token=$(docker swarm join-token -q worker)
@@ -149,10 +154,13 @@ down() {
     ip link del "$ns-h" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
   done
-  if [ "$(swarm_state docker)" != inactive ]; then
-    docker swarm leave --force >/dev/null 2>&1 || true
+  # Only a swarm this script made is left: never one of the machine's own.
+  if [ -f "$STATE/manager" ]; then
+    if [ "$(swarm_state docker)" != inactive ]; then
+      docker swarm leave --force >/dev/null 2>&1 || true
+    fi
+    docker network rm docker_gwbridge >/dev/null 2>&1 || true
   fi
-  docker network rm docker_gwbridge >/dev/null 2>&1 || true
   if [ -f "$STATE/socat.pid" ]; then kill "$(cat "$STATE/socat.pid")" 2>/dev/null || true; fi
   iptables -D DOCKER-USER -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null || true
   ip link del "$BRIDGE" 2>/dev/null || true
