@@ -134,3 +134,24 @@ func TestSwarm_DownLeavesTheMachineAsItWas(t *testing.T) {
 		t.Errorf("iptables rule left:\n%s", out)
 	}
 }
+
+// TestSwarm_TheMachinesOwnSwarmIsNeverTouched: an engine already in a
+// swarm the script did not make is left in it by down, and up refuses to
+// start beside it, changing nothing.
+func TestSwarm_TheMachinesOwnSwarmIsNeverTouched(t *testing.T) {
+	testsvc.SwarmScript(t, 5000, "down")
+	dockerCLI(t, "", "swarm", "init", "--advertise-addr", "127.0.0.1")
+	t.Cleanup(func() { _ = exec.Command("docker", "swarm", "leave", "--force").Run() })
+	testsvc.SwarmScript(t, 5000, "down")
+	if state := dockerCLI(t, "", "info", "--format", "{{.Swarm.LocalNodeState}}"); state != "active" {
+		t.Errorf("down left the machine's own swarm: %s", state)
+	}
+	script := exec.Command("bash", "../../testdata/swarm/swarm.sh", "up", "1")
+	out, err := script.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "did not make") {
+		t.Errorf("up beside the machine's own swarm: %v\n%s", err, out)
+	}
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "obcdsw") {
+		t.Errorf("the refused up made namespaces: %s", out)
+	}
+}
