@@ -36,17 +36,7 @@ func Write(certPath, keyPath string, hosts []string) error {
 	if err != nil {
 		return err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(certPath), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return writePair(certPath, keyPath, der, key)
 }
 
 // CA is a certificate authority for tests of mutual TLS: it signs server
@@ -115,17 +105,7 @@ func (ca *CA) Issue(certPath, keyPath, name string, hosts ...string) error {
 	if err != nil {
 		return err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(certPath), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return writePair(certPath, keyPath, der, key)
 }
 
 // WriteClientDir writes a DOCKER_CERT_PATH-style directory: ca.pem (this
@@ -138,4 +118,19 @@ func (ca *CA) WriteClientDir(dir string) error {
 		return err
 	}
 	return ca.Issue(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), "obcd-test-client")
+}
+
+// writePair writes a certificate (0644) and its PKCS#8 key (0600).
+func writePair(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(certPath), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 }

@@ -8,37 +8,20 @@ package swarm_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
 	"github.com/obcd/obcd/internal/testsvc"
 	"github.com/obcd/obcd/orchestrator/engine"
 	"github.com/obcd/obcd/orchestrator/swarm"
 )
-
-func randomHex(t *testing.T) string {
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
 
 func get(t *testing.T, url string) (int, string, string) {
 	t.Helper()
@@ -59,23 +42,10 @@ func TestSwarm_ServicesSecretsAndAStartFirstUpdateOnThreeNodes(t *testing.T) {
 	defer docker.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	reg := testsvc.StartRegistry(t, "swarm-ci", "pull: pass")
-	port, _ := strconv.Atoi(reg.Addr[strings.LastIndex(reg.Addr, ":")+1:])
-	nodes := testsvc.StartSwarm(t, 2, port)
-
-	authJSON, _ := json.Marshal(registry.AuthConfig{Username: reg.User, Password: reg.Password, ServerAddress: reg.Addr})
-	auth := base64.URLEncoding.EncodeToString(authJSON)
+	reg, nodes, auth := swarmWithRegistry(t)
 	v1, v2 := reg.Addr+"/obcd/swarm-web:v1", reg.Addr+"/obcd/swarm-web:v2"
-	for _, v := range []struct{ ref, version string }{{v1, "v1"}, {v2, "v2"}} {
-		testsvc.BuildAppImage(t, docker, v.ref, testsvc.AppImageOptions{Version: v.version})
-		pushed, err := docker.ImagePush(ctx, v.ref, client.ImagePushOptions{RegistryAuth: auth})
-		if err == nil {
-			err = pushed.Wait(ctx)
-		}
-		if err != nil {
-			t.Fatalf("push %s: %v", v.ref, err)
-		}
-	}
+	pushApp(ctx, t, docker, auth, v1, testsvc.AppImageOptions{Version: "v1"})
+	pushApp(ctx, t, docker, auth, v2, testsvc.AppImageOptions{Version: "v2"})
 
 	project := "obcd-swarm-" + randomHex(t)[:6]
 	e := &swarm.Engine{API: docker, RegistryAuth: auth, Poll: 200 * time.Millisecond}
@@ -165,33 +135,7 @@ func TestSwarm_ServicesSecretsAndAStartFirstUpdateOnThreeNodes(t *testing.T) {
 	}
 
 	// A proxy on the overlay, published on loopback, reads what a task sees.
-	eng := &engine.Engine{API: docker}
-	edgeSpec := engine.ServiceSpec{Project: project, Name: "edge", Image: v1, Command: []string{"-proxy", "http://web:8000"},
-		Env:   map[string]string{"HEALTH_URL": "http://127.0.0.1:8080/health/"},
-		Ports: []engine.PortSpec{{HostIP: "127.0.0.1", ContainerPort: "8080"}}}
-	edge, err := eng.Create(ctx, edgeSpec, project+"-edge-1", 1, "r1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = docker.ContainerRemove(context.Background(), edge.ID, client.ContainerRemoveOptions{Force: true})
-	})
-	if err := eng.Start(ctx, edge.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.WaitHealthy(ctx, edge.ID); err != nil {
-		t.Fatal(err)
-	}
-	inspected, err := docker.ContainerInspect(ctx, edge.ID, client.ContainerInspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var base string
-	for _, b := range inspected.Container.NetworkSettings.Ports {
-		if len(b) > 0 {
-			base = "http://127.0.0.1:" + b[0].HostPort
-		}
-	}
+	base := startEdge(ctx, t, docker, project, v1)
 	for path, want := range map[string]string{
 		"/file/run/secrets/db_password": password,
 		"/file/run/secrets/token":       token,
@@ -212,45 +156,18 @@ func TestSwarm_ServicesSecretsAndAStartFirstUpdateOnThreeNodes(t *testing.T) {
 	}
 
 	// A start-first update to v2 with a new config, under load.
-	var requests, failures atomic.Int64
-	var lastFailure atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				requests.Add(1)
-				resp, err := http.Get(base + "/health/")
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-				if err != nil || resp.StatusCode != 200 {
-					failures.Add(1)
-					lastFailure.Store(fmt.Sprint(err, resp))
-				}
-			}
-		})
-	}
+	traffic := startLoad(base)
+	defer traffic.Stop()
 	updated := spec
 	updated.Image = v2
 	updated.Files = []engine.FileSpec{spec.Files[1], {Target: "/etc/app/greeting.txt", Mode: 0o644, Data: []byte("hello from a config, v2")}}
 	opts.Release = "r2"
 	second, change, cause := deploy(updated, opts)
-	close(stop)
-	wg.Wait()
+	traffic.Stop()
 	if change != swarm.Updated || !strings.Contains(cause, "image "+v1+" -> "+v2) || !strings.Contains(cause, "config greeting.txt") {
 		t.Errorf("the update: %s (%s), want updated for the image and the config", change, cause)
 	}
-	t.Logf("%d requests through the overlay during the update, %d failed", requests.Load(), failures.Load())
-	if failures.Load() > 0 || requests.Load() < 10 {
-		t.Errorf("%d of %d requests failed during the start-first update (last: %v)", failures.Load(), requests.Load(), lastFailure.Load())
-	}
+	traffic.check(t, "during the start-first update")
 	for range 6 {
 		if _, body, version := get(t, base+"/file/etc/app/greeting.txt"); version != "v2" || body != "hello from a config, v2" {
 			t.Errorf("after the update a task serves %s with %q, want v2 with the new config", version, body)

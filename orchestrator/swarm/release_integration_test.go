@@ -2,20 +2,14 @@ package swarm_test
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"os/exec"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
 
 	"github.com/obcd/obcd/internal/testsvc"
@@ -37,25 +31,10 @@ func TestSwarm_ABrokenReleaseIsRolledBackAtReleaseLevel(t *testing.T) {
 	defer docker.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	reg := testsvc.StartRegistry(t, "swarm-ci", "pull: pass")
-	port, _ := strconv.Atoi(reg.Addr[strings.LastIndex(reg.Addr, ":")+1:])
-	testsvc.StartSwarm(t, 2, port)
-	authJSON, _ := json.Marshal(registry.AuthConfig{Username: reg.User, Password: reg.Password, ServerAddress: reg.Addr})
-	auth := base64.URLEncoding.EncodeToString(authJSON)
+	reg, _, auth := swarmWithRegistry(t)
 	good, broken := reg.Addr+"/obcd/swarm-release:1.0", reg.Addr+"/obcd/swarm-release:2.0-broken"
-	for _, v := range []struct {
-		ref  string
-		opts testsvc.AppImageOptions
-	}{{good, testsvc.AppImageOptions{Version: "1.0"}}, {broken, testsvc.AppImageOptions{Version: "2.0", CrashAtStart: true}}} {
-		testsvc.BuildAppImage(t, docker, v.ref, v.opts)
-		pushed, err := docker.ImagePush(ctx, v.ref, client.ImagePushOptions{RegistryAuth: auth})
-		if err == nil {
-			err = pushed.Wait(ctx)
-		}
-		if err != nil {
-			t.Fatalf("push %s: %v", v.ref, err)
-		}
-	}
+	pushApp(ctx, t, docker, auth, good, testsvc.AppImageOptions{Version: "1.0"})
+	pushApp(ctx, t, docker, auth, broken, testsvc.AppImageOptions{Version: "2.0", CrashAtStart: true})
 
 	project := "obcd-rel-" + randomHex(t)[:6]
 	e := &swarm.Engine{API: docker, RegistryAuth: auth, Poll: 200 * time.Millisecond}
@@ -90,69 +69,9 @@ func TestSwarm_ABrokenReleaseIsRolledBackAtReleaseLevel(t *testing.T) {
 	}
 
 	// Load through a proxy on the overlay for the rest of the test.
-	eng := &engine.Engine{API: docker}
-	edge, err := eng.Create(ctx, engine.ServiceSpec{Project: project, Name: "edge", Image: good, Command: []string{"-proxy", "http://web:8000"},
-		Env:   map[string]string{"HEALTH_URL": "http://127.0.0.1:8080/health/"},
-		Ports: []engine.PortSpec{{HostIP: "127.0.0.1", ContainerPort: "8080"}}}, project+"-edge-1", 1, "r1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = docker.ContainerRemove(context.Background(), edge.ID, client.ContainerRemoveOptions{Force: true})
-	})
-	if err := eng.Start(ctx, edge.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.WaitHealthy(ctx, edge.ID); err != nil {
-		t.Fatal(err)
-	}
-	inspected, err := docker.ContainerInspect(ctx, edge.ID, client.ContainerInspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var base string
-	for _, b := range inspected.Container.NetworkSettings.Ports {
-		if len(b) > 0 {
-			base = "http://127.0.0.1:" + b[0].HostPort
-		}
-	}
-	var requests, failures atomic.Int64
-	var lastFailure atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				requests.Add(1)
-				resp, err := http.Get(base + "/health/")
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = errors.New(resp.Status)
-					}
-				}
-				if err != nil {
-					failures.Add(1)
-					lastFailure.Store(err.Error())
-				}
-			}
-		})
-	}
-	stopLoad := func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-			wg.Wait()
-		}
-	}
-	defer stopLoad()
+	base := startEdge(ctx, t, docker, project, good)
+	traffic := startLoad(base)
+	defer traffic.Stop()
 
 	// The broken release: migrate runs again (its spec changed), then web
 	// cannot start, and Swarm pauses its update.
@@ -173,11 +92,8 @@ func TestSwarm_ABrokenReleaseIsRolledBackAtReleaseLevel(t *testing.T) {
 	if got := strings.Join(order, ", "); got != "db unchanged, migrate updated, web updated" {
 		t.Errorf("the rollback applied %q", got)
 	}
-	stopLoad()
-	t.Logf("%d requests during the broken release and its rollback, %d failed", requests.Load(), failures.Load())
-	if failures.Load() > 0 || requests.Load() < 10 {
-		t.Errorf("%d of %d requests failed (last: %v)", failures.Load(), requests.Load(), lastFailure.Load())
-	}
+	traffic.Stop()
+	traffic.check(t, "during the broken release and its rollback")
 	web, err := docker.ServiceInspect(ctx, swarm.ServiceName(project, "web"), client.ServiceInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
