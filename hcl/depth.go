@@ -3,6 +3,7 @@ package hcl
 import (
 	"bytes"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -51,6 +52,34 @@ func checkNotSecrets(filename string, src []byte) hcl.Diagnostics {
 // a crash no recover catches. So the source is measured before it is
 // parsed.
 const MaxNesting = 256
+
+// MaxStackSize bounds a stack file's bytes. stacks/obcms.hcl, the whole
+// OBCMS stack, is 7 KB. HCL's lexer measures the columns of every
+// token, the text of strings and comments included, grapheme by
+// grapheme: about 0.15 s of CPU a megabyte on a quiet machine and twice
+// that on a busy one, so a stack of 10 MB took most of the CPU budget
+// (computeLimits in cmd/obcd) before anything was evaluated, and a busy
+// machine crossed it. A larger stack is refused before it is parsed;
+// data belongs in files read with file().
+const MaxStackSize = 2 << 20
+
+// checkSize refuses src when it is larger than MaxStackSize, at the
+// place where it crosses the bound.
+func checkSize(filename string, src []byte) hcl.Diagnostics {
+	if len(src) <= MaxStackSize {
+		return nil
+	}
+	head := src[:MaxStackSize]
+	start := bytes.LastIndexByte(head, '\n') + 1
+	pos := hcl.Pos{Line: bytes.Count(head, []byte{'\n'}) + 1, Column: utf8.RuneCount(head[start:]) + 1, Byte: MaxStackSize}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Stack file too large",
+		Detail: fmt.Sprintf("The stack file is larger than %d MiB by here; obcd refuses to parse it (stacks/obcms.hcl, the whole OBCMS stack, is 7 KB). Move long text or data to a file read with file(), up to %d MiB each.",
+			MaxStackSize>>20, MaxFileSize>>20),
+		Subject: &hcl.Range{Filename: filename, Start: pos, End: hcl.Pos{Line: pos.Line, Column: pos.Column + 1, Byte: pos.Byte + 1}},
+	}}
+}
 
 // MaxTokens bounds the size of a stack file's syntax: names, numbers,
 // strings (their text is one token however long), operators and

@@ -1,6 +1,7 @@
 package hcl
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -241,26 +242,44 @@ func readConfined(path string, dirs []string) ([]byte, error) {
 		stackDir, _ := filepath.Abs(dirs[0])
 		return nil, fmt.Errorf("%s is outside the stack file's directory %s; file() reads only files there, so that nothing else on this machine ends up in a rendered file (pass --allow-file DIR to allow another directory)", path, stackDir)
 	}
+	data, err := readRegular(real, path, MaxFileSize)
+	if errors.Is(err, errNotRegular) {
+		return nil, fmt.Errorf("%w; file() reads only regular files", err)
+	} else if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes; file() reads configuration, not data", path, MaxFileSize)
+	}
+	return data, nil
+}
+
+// errNotRegular is readRegular's refusal of a directory, a device, a
+// FIFO or a socket.
+var errNotRegular = errors.New("not a regular file")
+
+// readRegular reads path if it is a regular file, and of it no more
+// than limit+1 bytes: a result longer than limit means the file is
+// larger. It never blocks on a FIFO nobody writes and never reads a
+// device without end (/dev/zero). Its errors name the file as shown.
+func readRegular(path, shown string, limit int) ([]byte, error) {
 	// Non-blocking, so that opening a FIFO nobody writes returns at once
 	// and is refused below as not a regular file, rather than waiting.
-	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %s", path, describeFileError(err))
+		return nil, fmt.Errorf("cannot read %s: %s", shown, describeFileError(err))
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %s", path, describeFileError(err))
+		return nil, fmt.Errorf("cannot read %s: %s", shown, describeFileError(err))
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is %s, not a regular file; file() reads only regular files", path, fileKind(info.Mode()))
+		return nil, fmt.Errorf("%s is %s, %w", shown, fileKind(info.Mode()), errNotRegular)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %s", path, describeFileError(err))
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes; file() reads configuration, not data", path, MaxFileSize)
+		return nil, fmt.Errorf("cannot read %s: %s", shown, describeFileError(err))
 	}
 	return data, nil
 }

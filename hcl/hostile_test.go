@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -378,9 +379,10 @@ func TestWriteDiagnostics_NoValueReadByFileOrEnvIsPrinted(t *testing.T) {
 	}
 }
 
-// TestLoad_SizeIsBounded: past MaxTokens of syntax, or MaxServices
-// services, a stack is refused where the bound is crossed; comments and
-// the text of strings do not count, and what is within the bounds loads.
+// TestLoad_SizeIsBounded: past MaxStackSize bytes, MaxTokens of syntax
+// or MaxServices services, a stack is refused where the bound is
+// crossed; comments and the text of strings do not count as tokens, and
+// what is within the bounds loads.
 func TestLoad_SizeIsBounded(t *testing.T) {
 	base, err := os.ReadFile("../stacks/obcms.hcl")
 	if err != nil {
@@ -390,29 +392,89 @@ func TestLoad_SizeIsBounded(t *testing.T) {
 	load := func(src string) (*Stack, hcl.Diagnostics) {
 		return NewLoader(Options{Environment: "staging", LookupEnv: noEnv}).LoadSource("obcd.hcl", []byte(src))
 	}
+	// Short locals: the token bound is crossed long before the size bound.
 	var locals, services strings.Builder
-	for i := 0; locals.Len() < 10<<20; i++ {
+	for i := 0; locals.Len() < MaxStackSize*3/4; i++ {
 		fmt.Fprintf(&locals, "  l%d = %d\n", i, i)
 	}
 	for i := range MaxServices + 1 {
 		fmt.Fprintf(&services, "service \"exporter\" \"node-%d\" {\n  type = \"node\"\n}\n", i)
 	}
-	for _, c := range []struct{ name, src, want string }{
-		{"10 MB of short locals", strings.Replace(string(base), "locals {\n", "locals {\n"+locals.String(), 1), "Stack file too large"},
-		{"1001 more services", string(base) + services.String(), "Too many services"},
+	room := MaxStackSize - len(base) - 100 // what a string or comments may add
+	comments := func(n int) string {
+		line := "# " + strings.Repeat("c", 98) + "\n"
+		return strings.Repeat(line, n/len(line))
+	}
+	withString := func(n int) string {
+		return strings.Replace(string(base), "locals {\n", "locals {\n  big = \""+strings.Repeat("s", n)+"\"\n", 1)
+	}
+	for _, c := range []struct {
+		name, src, want string
+		line            int // where the bound is crossed, if not 0
+	}{
+		{"short locals past the token bound", strings.Replace(string(base), "locals {\n", "locals {\n"+locals.String(), 1), "Stack file too large", 0},
+		{"1001 more services", string(base) + services.String(), "Too many services", 0},
+		{"a 10 MB string", withString(10 << 20), "Stack file too large", strings.Count(string(base)[:strings.Index(string(base), "locals {\n")], "\n") + 2},
+		{"10 MB of comments", string(base) + comments(10<<20), "Stack file too large", 0},
+		{"one byte past the bound", withString(room + 101), "Stack file too large", 0},
 	} {
 		_, diags := load(c.src)
 		if !diags.HasErrors() || diags[0].Summary != c.want || diags[0].Subject == nil || diags[0].Subject.Start.Line < 30 {
 			t.Errorf("%s: %v, want %q at the place it is crossed", c.name, diags, c.want)
+			continue
+		}
+		if c.line != 0 && diags[0].Subject.Start.Line != c.line {
+			t.Errorf("%s: refused at line %d, want %d, the string's", c.name, diags[0].Subject.Start.Line, c.line)
 		}
 	}
 	for _, c := range []struct{ name, src string }{
-		{"10 MB of comments", string(base) + strings.Repeat("# "+strings.Repeat("c", 98)+"\n", 100_000)},
-		{"a 10 MB string", strings.Replace(string(base), "locals {\n", "locals {\n  big = \""+strings.Repeat("s", 10<<20)+"\"\n", 1)},
+		{"comments up to the size bound", string(base) + comments(room)},
+		{"a string up to the size bound", withString(room)},
 		{"30,000 locals", strings.Replace(string(base), "locals {\n", "locals {\n"+locals.String()[:strings.Index(locals.String(), "l30000 ")], 1)},
 	} {
+		if len(c.src) > MaxStackSize {
+			t.Fatalf("%s: the case is %d bytes, over the bound", c.name, len(c.src))
+		}
 		if stack, diags := load(c.src); stack == nil {
 			t.Errorf("%s: refused: %v", c.name, diags)
+		}
+	}
+}
+
+// TestLoad_ReadsOnlyARegularStackFileAndOnlyUpToTheBound: --stack of a
+// device, a FIFO nobody writes or a directory is refused at once, not
+// read without end; a file past MaxStackSize is read only as far as the
+// bound.
+func TestLoad_ReadsOnlyARegularStackFileAndOnlyUpToTheBound(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.hcl")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.hcl")
+	if err := os.WriteFile(big, []byte("# "+strings.Repeat("c", 3*MaxStackSize)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, summary, want string }{
+		{"/dev/zero", "Cannot read stack file", "/dev/zero is a device, not a regular file"},
+		{fifo, "Cannot read stack file", "is a named pipe, not a regular file"},
+		{dir, "Cannot read stack file", "is a directory, not a regular file"},
+		{filepath.Join(dir, "missing.hcl"), "Cannot read stack file", "no such file"},
+		{big, "Stack file too large", "larger than 2 MiB"},
+	} {
+		done := make(chan hcl.Diagnostics, 1)
+		go func() {
+			_, diags := NewLoader(Options{Environment: "staging"}).Load(c.path)
+			done <- diags
+		}()
+		var diags hcl.Diagnostics
+		select {
+		case diags = <-done:
+		case <-time.After(20 * time.Second): // a hang detector, not a speed bound
+			t.Fatalf("%s: Load did not return", c.path)
+		}
+		if len(diags) != 1 || diags[0].Summary != c.summary || !strings.Contains(diags[0].Detail, c.want) {
+			t.Errorf("%s: %v, want %q saying %q", c.path, diags, c.summary, c.want)
 		}
 	}
 }

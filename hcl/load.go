@@ -62,7 +62,10 @@ func NewLoader(opts Options) *Loader {
 // every problem it finds, not only the first; the stack is nil whenever
 // the diagnostics hold an error.
 func (l *Loader) Load(path string) (*Stack, hcl.Diagnostics) {
-	src, err := os.ReadFile(path)
+	// Like file(), a stack file is read only if it is a regular file,
+	// and only as far as MaxStackSize: --stack /dev/zero or a FIFO must
+	// not hang obcd.
+	src, err := readRegular(path, path, MaxStackSize)
 	if info, serr := os.Stat(path); err == nil && serr == nil && info.Mode().Perm()&0o077 == 0 {
 		l.private[path] = true
 	}
@@ -70,8 +73,7 @@ func (l *Loader) Load(path string) (*Stack, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read stack file",
-			Detail: fmt.Sprintf("%s: %s. Pass the stack file with --stack FILE, or create obcd.hcl in the current directory (see stacks/obcms.hcl for a complete example).",
-				path, describeFileError(err)),
+			Detail:   fmt.Sprintf("%s. Pass the stack file with --stack FILE, or create obcd.hcl in the current directory (see stacks/obcms.hcl for a complete example).", err),
 		}}
 	}
 	return l.LoadSource(path, src)
@@ -79,6 +81,10 @@ func (l *Loader) Load(path string) (*Stack, hcl.Diagnostics) {
 
 // LoadSource is Load for a source already in memory.
 func (l *Loader) LoadSource(filename string, src []byte) (*Stack, hcl.Diagnostics) {
+	if diags := checkSize(filename, src); diags.HasErrors() {
+		l.parser.AddFile(filename, &hcl.File{Bytes: src}) // for the diagnostic's snippet
+		return nil, diags
+	}
 	if diags := checkNotSecrets(filename, src); diags.HasErrors() {
 		return nil, diags
 	}

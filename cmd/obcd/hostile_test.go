@@ -108,8 +108,13 @@ var hostileCases = []hostileCase{
 	}, code: 1, where: atStack, want: []string{"Rendered environment too large"}},
 	{name: "8,000 locals", edit: inLocals(manyLocals(8000, false)), code: 0},
 	{name: "20,000 chained locals", edit: inLocals(manyLocals(20000, true)), code: 0},
-	{name: "10 MB of comment", edit: func(src string) string { return src + strings.Repeat("# "+strings.Repeat("c", 98)+"\n", 100_000) }, code: 0},
-	{name: "a 5 MB string", edit: inLocals(`  s = "` + strings.Repeat("s", 5<<20) + `"`), code: 0},
+	{name: "10 MB of comment", edit: func(src string) string { return src + strings.Repeat("# "+strings.Repeat("c", 98)+"\n", 100_000) }, code: 1, where: atStack, want: []string{"Stack file too large", "2 MiB"}},
+	{name: "a 5 MB string", edit: inLocals(`  s = "` + strings.Repeat("s", 5<<20) + `"`), code: 1, where: atStack, want: []string{"Stack file too large", "file()"}},
+	{name: "a string that brings the stack to its size bound", edit: func(src string) string {
+		return inLocals(`  s = "` + strings.Repeat("s", stackhcl.MaxStackSize-len(src)-16) + `"`)(src)
+	}, code: 0},
+	{name: "a stack file that is /dev/zero", args: []string{"validate", "staging", "--stack", "/dev/zero"}, code: 1, want: []string{"/dev/zero is a device, not a regular file"}},
+	{name: "a stack file that is a FIFO nobody writes", setup: mkfifo("fifo.hcl"), args: []string{"validate", "staging", "--stack", "fifo.hcl"}, code: 1, want: []string{"fifo.hcl is a named pipe, not a regular file"}},
 
 	// Nothing of the user's is removed.
 	{name: "render --out a web app's directory with a manifest.json", args: []string{"render", "staging", "--out", "site"},

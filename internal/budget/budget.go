@@ -25,6 +25,9 @@ type Limits struct {
 // every is how often the watcher looks.
 const every = 2 * time.Millisecond
 
+// gcPercent is GOGC while a computation runs.
+const gcPercent = 400
+
 // heapMetric is the bytes of live and not yet swept heap objects.
 const heapMetric = "/memory/classes/heap/objects:bytes"
 
@@ -55,6 +58,11 @@ func Run(limits Limits, abort func(exceeded string), fn func()) {
 	// The collector works harder as the heap nears the limit, so that
 	// garbage not yet collected does not count as the computation's.
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(int64(heap + limits.Memory*3/4)))
+	// Below that limit, the collector runs when the heap has grown five
+	// times, not twice: evaluating a large stack allocates much and
+	// keeps little, and at Go's default a third of its CPU time was the
+	// collector's (20,000 chained locals: 0.55 s of CPU, 0.35 s here).
+	defer debug.SetGCPercent(debug.SetGCPercent(gcPercent))
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {

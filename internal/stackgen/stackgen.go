@@ -121,8 +121,9 @@ func (s *source) pick(n int) int {
 
 func (s *source) done() bool { return s.at >= len(s.data) }
 
-// MaxSize is where Generate stops growing a stack: past the 10 MB the
-// loader is held to, a run spends its time generating.
+// MaxSize is where Generate stops growing a stack: a little past the
+// 2 MiB the loader accepts (hcl.MaxStackSize), so that the refusal is
+// fuzzed too; past that, a run would spend its time generating.
 const MaxSize = 4 << 20
 
 // Generate builds one stack file from choices: a seed, then mutations
