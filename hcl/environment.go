@@ -41,6 +41,15 @@ const (
 	TierDevelopment = "development"
 )
 
+// The engines an environment can run on, with engine = "...".
+const (
+	EngineDocker = "docker" // containers on one Docker engine (the default)
+	EngineSwarm  = "swarm"  // services of a Docker Swarm, through a manager
+)
+
+// Engines lists the engines, in the order the help gives them.
+var Engines = []string{EngineDocker, EngineSwarm}
+
 // Tiers lists the tiers, in the order the help gives them.
 var Tiers = []string{TierProduction, TierStaging, TierDevelopment}
 
@@ -91,6 +100,20 @@ func (d *decoder) checkEnvironment(content *hcl.BodyContent) {
 				Severity: hcl.DiagError,
 				Summary:  "Invalid tier",
 				Detail:   detail + " The tier decides which rules apply: production-only rules for production, DEBUG allowed only in development.",
+				Subject:  attr.Expr.Range().Ptr(),
+			})
+		}
+	}
+	if attr, ok := content.Attributes["engine"]; ok {
+		if engine := d.environment["engine"].AsString(); !slices.Contains(Engines, engine) {
+			detail := fmt.Sprintf("engine %q is not one of %s.", engine, strings.Join(Engines, ", "))
+			if s := nameSuggestion(engine, Engines); s != "" {
+				detail += fmt.Sprintf(" Did you mean %q?", s)
+			}
+			d.diags = append(d.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid engine",
+				Detail:   detail + ` "docker" runs the services as containers on docker_host; "swarm" runs them as services of the swarm whose manager docker_host is.`,
 				Subject:  attr.Expr.Range().Ptr(),
 			})
 		}

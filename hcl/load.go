@@ -283,6 +283,7 @@ func (d *decoder) selectEnvironment() {
 			"domain":           cty.StringVal(""),
 			"docker_host":      cty.StringVal(""),
 			"docker_cert_path": cty.StringVal(""),
+			"engine":           cty.StringVal(EngineDocker),
 			"public_url":       cty.StringVal(""),
 			"watch":            cty.StringVal(DefaultWatch.String()),
 			"tier":             cty.StringVal(TierByName(d.opts.Environment)),
@@ -303,6 +304,7 @@ func (d *decoder) selectEnvironment() {
 		"domain":           d.evalString(content.Attributes["domain"], ctx, ""),
 		"docker_host":      d.evalString(content.Attributes["docker_host"], ctx, "unix:///var/run/docker.sock"),
 		"docker_cert_path": d.evalString(content.Attributes["docker_cert_path"], ctx, ""),
+		"engine":           d.evalString(content.Attributes["engine"], ctx, EngineDocker),
 		"watch":            d.evalString(content.Attributes["watch"], ctx, DefaultWatch.String()),
 		"tier":             d.evalString(content.Attributes["tier"], ctx, TierByName(d.opts.Environment)),
 	}

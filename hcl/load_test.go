@@ -390,3 +390,54 @@ service "redis" "redis" { image = "redis:7" }
 		}
 	}
 }
+
+// TestLoad_EngineAndPlacement: engine is docker unless the environment
+// says swarm, anything else is refused at its place with did-you-mean;
+// placement constraints reach the model, and one Swarm would refuse is
+// refused at its place.
+func TestLoad_EngineAndPlacement(t *testing.T) {
+	for _, tc := range []struct{ engine, placement, want, refused string }{
+		{engine: "", want: EngineDocker},
+		{engine: `engine = "swarm"`, want: EngineSwarm},
+		{engine: `engine = "docker"`, want: EngineDocker},
+		{engine: `engine = "swram"`, refused: `Did you mean "swarm"`},
+		{engine: `engine = "kubernetes"`, refused: `is not one of docker, swarm`},
+		{engine: `engine = "swarm"`, placement: `placement = ["node.role == manager", "node.labels.obcd.db==true"]`, want: EngineSwarm},
+		{engine: `engine = "swarm"`, placement: `placement = ["role == manager"]`, refused: "Invalid placement"},
+		{engine: `engine = "swarm"`, placement: `placement = ["node.role = manager"]`, refused: "Invalid placement"},
+	} {
+		src := fmt.Sprintf(`
+stack "s" { app_image = "obcms/app" }
+environment "production" {
+  domain = "s.example.org"
+  %s
+}
+service "redis" "redis" {
+  image = "redis:7"
+  %s
+}
+`, tc.engine, tc.placement)
+		loader := NewLoader(Options{Environment: "production", LookupEnv: func(string) (string, bool) { return "", false }})
+		stack, diags := loader.LoadSource("/ops/s.hcl", []byte(src))
+		if tc.refused != "" {
+			line := "/ops/s.hcl:5"
+			if tc.placement != "" {
+				line = "/ops/s.hcl:9"
+			}
+			if !diags.HasErrors() || !strings.Contains(diags.Error(), tc.refused) || !strings.Contains(diags.Error(), line) {
+				t.Errorf("%s %s: diags %v, want a refusal at %s saying %q", tc.engine, tc.placement, diags, line, tc.refused)
+			}
+			continue
+		}
+		if diags.HasErrors() {
+			t.Errorf("%s %s: %v", tc.engine, tc.placement, diags)
+			continue
+		}
+		if stack.Engine != tc.want {
+			t.Errorf("%s: Engine %q, want %q", tc.engine, stack.Engine, tc.want)
+		}
+		if tc.placement != "" && len(stack.Services[0].Placement) != 2 {
+			t.Errorf("%s: placement %v, want the two constraints", tc.placement, stack.Services[0].Placement)
+		}
+	}
+}

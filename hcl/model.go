@@ -36,7 +36,11 @@ type Stack struct {
 	// DOCKER_TLS_VERIFY apply, as for the docker CLI). Absolute; a
 	// relative path in the stack is resolved against the stack file.
 	DockerCertPath string
-	PublicURL      string // where users reach the site; default https://<domain>
+	// Engine is how the environment's services run on DockerHost:
+	// EngineDocker, containers on that one engine, or EngineSwarm,
+	// services of the swarm whose manager it is.
+	Engine    string
+	PublicURL string // where users reach the site; default https://<domain>
 	// Tier is what the environment is (TierProduction, TierStaging or
 	// TierDevelopment): it decides which rules apply. The environment's
 	// tier attribute, else TierByName.
@@ -197,8 +201,11 @@ type Service struct {
 	Address string
 	Env     map[string]string
 	Command []string // overrides the kind's default command when set
-	Health  *Health  // overrides the kind's default healthcheck when set
-	Build   *Build   // builds Image from a directory when the engine lacks it
+	// Placement are Swarm placement constraints on the service's tasks
+	// (for postgres, its primary's); a single engine ignores them.
+	Placement []string
+	Health    *Health // overrides the kind's default healthcheck when set
+	Build     *Build  // builds Image from a directory when the engine lacks it
 
 	Web       *Web
 	Nginx     *Nginx

@@ -58,6 +58,7 @@ var environmentSchema = &hcl.BodySchema{
 		{Name: "domain", Required: true},
 		{Name: "docker_host"},
 		{Name: "docker_cert_path"},
+		{Name: "engine"},
 		{Name: "public_url"},
 		{Name: "watch"},
 		{Name: "tier"},
@@ -72,4 +73,4 @@ var environmentSchema = &hcl.BodySchema{
 
 // environmentAttrs are the attributes of the `environment` object that
 // expressions can read.
-var environmentAttrs = []string{"name", "domain", "docker_host", "public_url", "tier"}
+var environmentAttrs = []string{"name", "domain", "docker_host", "engine", "public_url", "tier"}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -92,9 +93,12 @@ type serviceBlock struct {
 	Address  string            `hcl:"address,optional"`
 	Env      map[string]string `hcl:"env,optional"`
 	Command  []string          `hcl:"command,optional"`
-	Health   *healthBlock      `hcl:"healthcheck,block"`
-	Build    *buildBlock       `hcl:"build,block"`
-	Remain   hcl.Body          `hcl:",remain"`
+	// Placement are Swarm placement constraints, such as
+	// "node.labels.obcd.db == true"; a single engine ignores them.
+	Placement []string     `hcl:"placement,optional"`
+	Health    *healthBlock `hcl:"healthcheck,block"`
+	Build     *buildBlock  `hcl:"build,block"`
+	Remain    hcl.Body     `hcl:",remain"`
 }
 
 // buildBlock builds the service's image from a directory through the
@@ -226,6 +230,19 @@ func kindDefaults(kind Kind, stack *Stack) (serviceBlock, any) {
 	return common, &emptyBlock{}
 }
 
+// placementConstraint is a Swarm placement constraint: a node attribute,
+// == or !=, and a value.
+var placementConstraint = regexp.MustCompile(`^(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[A-Za-z0-9_.-]+)|engine\.labels\.[A-Za-z0-9_.-]+)\s*(==|!=)\s*\S+$`)
+
+// placementProblem says why c is not a placement constraint Swarm takes,
+// or "".
+func placementProblem(c string) string {
+	if !placementConstraint.MatchString(strings.TrimSpace(c)) {
+		return "is not ATTRIBUTE == VALUE or ATTRIBUTE != VALUE over node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.* or engine.labels.*"
+	}
+	return ""
+}
+
 // exporterImages are the default images of each exporter type.
 var exporterImages = map[string]string{
 	ExporterNode:      "prom/node-exporter:v1.5.0",
@@ -269,8 +286,23 @@ func (d *decoder) decodeService(block *hcl.Block, kind Kind, name string, ctx *h
 		Kind: kind, Name: name,
 		Image: common.Image, Replicas: common.Replicas, Port: common.Port,
 		CPUs: common.CPUs, Memory: common.Memory, Ports: common.Ports, Address: common.Address,
-		Env: common.Env, Command: common.Command,
+		Env: common.Env, Command: common.Command, Placement: common.Placement,
 		DeclRange: block.DefRange, Ranges: ranges,
+	}
+	placementAt, ok := ranges["placement"]
+	if !ok {
+		placementAt = block.DefRange
+	}
+	for _, c := range common.Placement {
+		if why := placementProblem(c); why != "" {
+			d.diags = append(d.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid placement",
+				Detail: fmt.Sprintf("placement %q %s. Write a Swarm constraint: node.role == manager, node.hostname != worker1, node.labels.obcd.db == true (label a node with docker node update --label-add obcd.db=true NODE).",
+					c, why),
+				Subject: placementAt.Ptr(),
+			})
+		}
 	}
 	if common.Build != nil {
 		svc.Build = &Build{Context: common.Build.Context, Dockerfile: common.Build.Dockerfile}

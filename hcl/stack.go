@@ -38,6 +38,7 @@ func (d *decoder) decodeStack(stack *Stack) {
 	stack.Domain = d.environment["domain"].AsString()
 	stack.DockerHost = d.environment["docker_host"].AsString()
 	stack.DockerCertPath = d.certPath(d.environment["docker_cert_path"].AsString())
+	stack.Engine = d.environment["engine"].AsString()
 	stack.PublicURL = d.environment["public_url"].AsString()
 	stack.Tier = d.environment["tier"].AsString()
 	if d.envBlock != nil {

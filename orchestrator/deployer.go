@@ -88,6 +88,10 @@ type Deployer struct {
 	// address from inside the environment's network; Down removes its
 	// containers. nil: those probes are skipped.
 	Agent *agent.Agent
+	// Swarm is the swarm's manager, for an environment with engine =
+	// "swarm": Deploy, Rollback and Down act on its services, not on
+	// Engine's containers.
+	Swarm SwarmEngine
 
 	events sync.Mutex // one event at a time, from concurrent steps
 	held   *lock.Held // the lock of the operation running, if any
@@ -205,7 +209,11 @@ func (d *Deployer) Deploy(ctx context.Context, opts DeployOptions) (DeployResult
 	d.defaults()
 	var result DeployResult
 	err := d.locked(ctx, "deploy", opts.LockWait, func(ctx context.Context) (err error) {
-		result, err = d.deployLocked(ctx, opts)
+		if d.OnSwarm() {
+			result, err = d.deploySwarmLocked(ctx, opts)
+		} else {
+			result, err = d.deployLocked(ctx, opts)
+		}
 		return err
 	})
 	return result, err
@@ -274,6 +282,12 @@ func (d *Deployer) Down(ctx context.Context, opts DownOptions) error {
 			if _, err := agent.RemoveAll(ctx, d.Agent.API, project); err != nil {
 				return err
 			}
+		}
+		if d.OnSwarm() {
+			if opts.Volumes {
+				d.emit("down", "", "", "the services' volumes stay on the nodes that ran them: a swarm has no volume of its own to remove; remove them on each node with docker volume rm")
+			}
+			return d.Swarm.RemoveProject(ctx, project)
 		}
 		return d.Engine.RemoveProject(ctx, project, opts.Volumes)
 	})

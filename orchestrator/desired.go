@@ -96,6 +96,7 @@ func applyDeploy(spec *engine.ServiceSpec, deploy *types.DeployConfig) {
 		spec.NanoCPUs = int64(float64(lim.NanoCPUs) * 1e9)
 	}
 	spec.StartFirst = deploy.UpdateConfig != nil && deploy.UpdateConfig.Order == "start-first"
+	spec.Placement = slices.Clone(deploy.Placement.Constraints)
 }
 
 func portSpecs(ports []types.ServicePortConfig) []engine.PortSpec {

@@ -83,6 +83,13 @@ type Plan struct {
 	// the probes and the watch window, or returns to the stable release,
 	// even when it has nothing to change.
 	Unproven *UnprovenRelease `json:"unproven,omitempty"`
+	// Engine is "swarm" for a plan of swarm services (Services), "" for
+	// one of containers (Actions).
+	Engine   string          `json:"engine,omitempty"`
+	Services []ServiceAction `json:"services,omitempty"`
+	// Extra are swarm services of the project that the stack no longer
+	// declares: the deploy leaves them; obcd down removes them.
+	Extra []string `json:"extra,omitempty"`
 }
 
 // UnprovenRelease is a release whose containers run unproven.
@@ -125,7 +132,8 @@ type TagAction struct {
 
 // Changes reports whether the plan changes anything.
 func (p Plan) Changes() bool {
-	return slices.ContainsFunc(p.Actions, func(a Action) bool { return a.Kind != ActionKeep })
+	return slices.ContainsFunc(p.Actions, func(a Action) bool { return a.Kind != ActionKeep }) ||
+		slices.ContainsFunc(p.Services, func(s ServiceAction) bool { return s.Change != "keep" })
 }
 
 // Count tallies actions by kind.

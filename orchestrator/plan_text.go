@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -10,6 +11,9 @@ import (
 // every step apply takes, wave by wave, with the names of the containers
 // it creates and removes, and never a value.
 func (p Plan) String() string {
+	if p.Engine == "swarm" {
+		return p.swarmString()
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Plan for %s", p.Project)
 	if p.Release != "" {
@@ -54,8 +58,70 @@ func (p Plan) String() string {
 	return b.String()
 }
 
+// swarmString is String for a plan of swarm services: wave by wave,
+// each service created, updated (with why) or kept.
+func (p Plan) swarmString() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Plan for %s on the swarm", p.Project)
+	if p.Release != "" {
+		fmt.Fprintf(&b, ", release %s", p.Release)
+	}
+	if p.Version != "" {
+		fmt.Fprintf(&b, " (version %s)", p.Version)
+	}
+	b.WriteString(":\n")
+	if p.Changes() {
+		fmt.Fprintf(&b, "  overlay network %s (attachable), created when missing; secrets and configs named by their content's digest, created when missing\n", p.Network)
+	}
+	change, name := 0, 0
+	for _, s := range p.Services {
+		change, name = max(change, len(s.Change)), max(name, len(s.Name))
+	}
+	wave := 0
+	for _, s := range p.Services {
+		if s.Change == "keep" {
+			continue
+		}
+		if s.Wave != wave {
+			wave = s.Wave
+			fmt.Fprintf(&b, "  wave %d (each service's tasks converge before the next wave)\n", wave)
+		}
+		cause := s.Cause
+		if s.Job {
+			cause += "; runs to completion"
+		}
+		fmt.Fprintf(&b, "    %-*s  %-*s  %s\n", change, s.Change, name, s.Name, cause)
+	}
+	if kept := slices.DeleteFunc(slices.Clone(p.Services), func(s ServiceAction) bool { return s.Change != "keep" }); len(kept) > 0 {
+		b.WriteString("  unchanged\n")
+		for _, s := range kept {
+			fmt.Fprintf(&b, "    %-*s  %s\n", change, s.Change, s.Name)
+		}
+	}
+	if p.Changes() {
+		b.WriteString("  once proven: secrets and configs no service uses are removed\n")
+	}
+	for _, name := range p.Extra {
+		fmt.Fprintf(&b, "  left as it is: %s, which the stack no longer declares (obcd down removes it)\n", name)
+	}
+	b.WriteString(p.Summary() + ".\n")
+	return b.String()
+}
+
 // Summary counts the plan's steps by kind, in one line.
 func (p Plan) Summary() string {
+	if p.Engine == "swarm" {
+		count := func(change string) int {
+			n := 0
+			for _, s := range p.Services {
+				if s.Change == change {
+					n++
+				}
+			}
+			return n
+		}
+		return fmt.Sprintf("%d services to create, %d to update, %d unchanged", count("create"), count("update"), count("keep"))
+	}
 	reload := ""
 	if n := p.Count(ActionReload); n > 0 {
 		reload = fmt.Sprintf(", %d to reload", n)

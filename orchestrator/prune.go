@@ -52,6 +52,12 @@ func (d *Deployer) prune(ctx context.Context, keep int, dryRun bool) (PruneResul
 	}
 	result, pruned := pruneCandidates(releases, keep)
 	result.Images = imagesOnlyIn(pruned, releases)
+	if d.OnSwarm() {
+		// Each node keeps the images it pulled, and obcd tags none on a
+		// swarm: only the records go.
+		result.Images, result.Tags = nil, nil
+		pruned = recordsOnly(pruned)
+	}
 	if dryRun {
 		return result, nil
 	}
@@ -85,6 +91,17 @@ func (d *Deployer) prune(ctx context.Context, keep int, dryRun bool) (PruneResul
 			len(result.Releases), len(result.Tags), len(result.Images), len(result.InUse))
 	}
 	return result, errors.Join(errs...)
+}
+
+// recordsOnly are releases without the tags and images a prune would
+// remove with them.
+func recordsOnly(releases []state.Release) []state.Release {
+	out := make([]state.Release, len(releases))
+	for i, r := range releases {
+		r.ImageDigests, r.Images = nil, nil
+		out[i] = r
+	}
+	return out
 }
 
 // pruneCandidates splits a sorted history into what stays (the newest

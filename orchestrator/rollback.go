@@ -118,6 +118,9 @@ func (d *Deployer) rollbackTarget(ctx context.Context, id string) (state.Release
 }
 
 func (d *Deployer) rollbackTo(ctx context.Context, to state.Release, allowNewerSchema bool) (DeployResult, error) {
+	if d.OnSwarm() {
+		return d.rollbackToSwarm(ctx, to)
+	}
 	artifacts, err := d.releaseFiles(ctx, to)
 	if err != nil {
 		return DeployResult{Release: to}, err

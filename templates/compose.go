@@ -123,6 +123,9 @@ func (b *composeBuilder) base(svc *stackhcl.Service) types.ServiceConfig {
 	if limits.NanoCPUs > 0 || limits.MemoryBytes > 0 {
 		sc.Deploy.Resources.Limits = limits
 	}
+	if len(svc.Placement) > 0 {
+		sc.Deploy.Placement.Constraints = slices.Clone(svc.Placement)
+	}
 	return sc
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/obcd/obcd/orchestrator/lock"
 	"github.com/obcd/obcd/orchestrator/secrets"
 	"github.com/obcd/obcd/orchestrator/state"
+	"github.com/obcd/obcd/orchestrator/swarm"
 	"github.com/obcd/obcd/templates"
 )
 
@@ -102,10 +103,23 @@ func (e *environment) deployer(ctx context.Context, events func(orchestrator.Eve
 	if err != nil {
 		return nil, err
 	}
-	return &orchestrator.Deployer{
+	d := &orchestrator.Deployer{
 		Engine: &engine.Engine{API: docker}, Docker: docker, Agent: e.probeAgent(docker),
 		Store: store, Locker: locker, Stack: e.stack, Secrets: e.secrets, Events: events,
-	}, nil
+	}
+	if e.stack.Engine == stackhcl.EngineSwarm {
+		// The manager sees only its own node's containers: the swarm's
+		// task states stand for the container-health probe.
+		d.Docker = nil
+		d.Swarm = &swarm.Engine{API: docker, Auth: func(ref string) string {
+			auth, err := engine.RegistryAuth(ref)
+			if err != nil {
+				fmt.Fprintf(e.global.stderr, "obcd: %v; the swarm pulls %s without credentials\n", err, ref)
+			}
+			return auth
+		}}
+	}
+	return d, nil
 }
 
 // openDeployer opens env with the command line's inputs and wires its

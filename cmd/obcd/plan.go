@@ -45,6 +45,22 @@ func runPlan(opts *planOptions, env string) error {
 	}
 	defer environment.close()
 	ctx := context.Background()
+	if d.OnSwarm() {
+		if opts.out != "" {
+			return usageError{fmt.Errorf("plan --out: a saved plan is not supported on a swarm yet (environment %s has engine = \"swarm\"); run obcd plan %s without it", env, env)}
+		}
+		plan, err := d.PlanSwarm(ctx)
+		if err != nil {
+			return err
+		}
+		if err := printPlan(opts.globalOptions, plan, opts.json); err != nil {
+			return err
+		}
+		if plan.HasWork() {
+			return reportedError{errors.New("changes"), ExitFound}
+		}
+		return nil
+	}
 	planned, err := d.Plan(ctx)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator/engine"
 	"github.com/obcd/obcd/orchestrator/probe"
 )
@@ -33,7 +34,9 @@ func (o *globalOptions) environmentProbes(env string, po *probeOptions) (*enviro
 	opts := probe.BuildOptions{Stack: stack, Secrets: environment.secrets}
 	var dockerNote string
 	if docker, err := environment.dockerClient(); err == nil {
-		if !po.noDocker {
+		// On a swarm the manager sees only its own node's containers;
+		// status reports the swarm's tasks instead.
+		if !po.noDocker && stack.Engine != stackhcl.EngineSwarm {
 			opts.Docker = docker
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,14 +1,59 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	stackhcl "github.com/obcd/obcd/hcl"
+	"github.com/obcd/obcd/orchestrator/engine"
 	"github.com/obcd/obcd/orchestrator/probe"
+	"github.com/obcd/obcd/orchestrator/swarm"
+	"github.com/obcd/obcd/templates"
 )
+
+// swarmComponent is the swarm's side of the status: every service's
+// replicas, and the nodes that are not ready.
+func (e *environment) swarmComponent() probe.Component {
+	docker, err := e.dockerClient()
+	if err != nil {
+		return probe.Component{Message: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	services, nodes, err := (&swarm.Engine{API: docker}).Status(ctx, templates.ProjectName(e.stack))
+	if err != nil {
+		return probe.Component{Message: fmt.Sprintf("the swarm manager %s could not be asked: %v", e.stack.DockerHost, engine.TLSHint(err))}
+	}
+	var problems []string
+	for _, s := range services {
+		if !s.Healthy() {
+			problems = append(problems, s.String())
+		}
+	}
+	ready := 0
+	for _, n := range nodes {
+		if n.State == "ready" {
+			ready++
+		} else {
+			problems = append(problems, fmt.Sprintf("node %s is %s", n.Hostname, n.State))
+		}
+	}
+	if len(services) == 0 {
+		return probe.Component{Message: "no service of the stack runs on the swarm: deploy it with obcd deploy " + e.name}
+	}
+	shortOf := slices.ContainsFunc(services, func(s swarm.ServiceStatus) bool { return !s.Healthy() })
+	message := fmt.Sprintf("%d services, every replica running, on %d of %d nodes ready", len(services), ready, len(nodes))
+	if len(problems) > 0 {
+		message = strings.Join(problems, "; ")
+	}
+	return probe.Component{Healthy: !shortOf, Message: message}
+}
 
 type statusOptions struct {
 	*globalOptions
@@ -42,6 +87,9 @@ func runStatus(opts *statusOptions, env string) error {
 	stack := environment.stack
 	results := opts.runProbes(plan, opts.timeout, true)
 	report := probe.BuildStatus(stack, results)
+	if stack.Engine == stackhcl.EngineSwarm {
+		report.AddOptional(probe.ComponentSwarm, environment.swarmComponent())
+	}
 	if opts.json {
 		enc := json.NewEncoder(opts.stdout)
 		enc.SetIndent("", "  ")
@@ -77,6 +125,11 @@ healthy when every critical component works (Prometheus metrics, logging,
 Redis, the database, the web tier) and the optional ones too (Sentry,
 Celery, Alertmanager, Grafana); degraded when only an optional one fails;
 unhealthy when a critical one does.
+
+On a swarm (engine = "swarm") the component swarm says whether every
+service runs all its replicas, and names the nodes that are down: a
+service short of a replica makes the environment degraded until Swarm
+has rescheduled it.
 
 Exit codes: 0 healthy; 2 degraded; 1 unhealthy; 64 usage error.`
 

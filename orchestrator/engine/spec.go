@@ -34,6 +34,9 @@ type ServiceSpec struct {
 	// StartFirst rolls the service by starting a new container and waiting
 	// for it to be healthy before retiring an old one (web).
 	StartFirst bool
+	// Placement are the Swarm placement constraints of the service's
+	// tasks; a single engine ignores them, and they are not hashed.
+	Placement []string
 	// ImageID is what Image resolves to on the engine now ("" when the
 	// engine lacks it or nobody asked). It is not hashed: the planner
 	// compares it with a container's own image ID, so that an image

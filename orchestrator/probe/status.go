@@ -204,3 +204,17 @@ func writeKV(b *bytes.Buffer, key string, value any) {
 
 // Names returns the component names in report order.
 func (r Report) Names() []string { return append([]string(nil), r.order...) }
+
+// ComponentSwarm is the replicas of an environment on a swarm: every
+// service's tasks running where Swarm put them.
+const ComponentSwarm = "swarm"
+
+// AddOptional adds an optional component, after the others: one that
+// does not work makes a healthy report degraded.
+func (r *Report) AddOptional(name string, c Component) {
+	r.Components[name] = c
+	r.order = append(r.order, name)
+	if !c.Healthy && r.OverallStatus == Healthy {
+		r.OverallStatus = Degraded
+	}
+}

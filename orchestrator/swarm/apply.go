@@ -24,6 +24,9 @@ type Engine struct {
 	// that every node pulls with the deployer's login; "" pulls
 	// anonymously.
 	RegistryAuth string
+	// Auth, when set, is the X-Registry-Auth of an image reference (the
+	// credentials of its registry), in place of RegistryAuth.
+	Auth func(ref string) string
 	// Poll is how often a wait reads the tasks; 0 is 500ms.
 	Poll time.Duration
 }
@@ -119,7 +122,7 @@ func (e *Engine) Converge(ctx context.Context, svc Service) (Change, string, err
 	current, err := e.API.ServiceInspect(ctx, name, client.ServiceInspectOptions{})
 	switch {
 	case cerrdefs.IsNotFound(err):
-		if _, err := e.API.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: svc.Spec, EncodedRegistryAuth: e.RegistryAuth}); err != nil {
+		if _, err := e.API.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: svc.Spec, EncodedRegistryAuth: e.auth(svc.Spec.TaskTemplate.ContainerSpec.Image)}); err != nil {
 			return "", "", fmt.Errorf("create service %s: %w", name, err)
 		}
 		return Created, "new service", nil
@@ -131,7 +134,7 @@ func (e *Engine) Converge(ctx context.Context, svc Service) (Change, string, err
 	}
 	cause := Cause(current.Service.Spec, svc.Spec)
 	if _, err := e.API.ServiceUpdate(ctx, current.Service.ID, client.ServiceUpdateOptions{
-		Version: current.Service.Version, Spec: svc.Spec, EncodedRegistryAuth: e.RegistryAuth,
+		Version: current.Service.Version, Spec: svc.Spec, EncodedRegistryAuth: e.auth(svc.Spec.TaskTemplate.ContainerSpec.Image),
 	}); err != nil {
 		return "", "", fmt.Errorf("update service %s: %w", name, err)
 	}

@@ -15,11 +15,13 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
 
 	"github.com/obcd/obcd/orchestrator/engine"
@@ -150,8 +152,8 @@ func Translate(spec engine.ServiceSpec, opts Options) (Service, error) {
 	if spec.Memory > 0 || spec.NanoCPUs > 0 {
 		task.Resources = &swarm.ResourceRequirements{Limits: &swarm.Limit{MemoryBytes: spec.Memory, NanoCPUs: spec.NanoCPUs}}
 	}
-	if c := opts.Constraints[spec.Name]; len(c) > 0 {
-		task.Placement = &swarm.Placement{Constraints: slices.Clone(c)}
+	if c := append(slices.Clone(spec.Placement), opts.Constraints[spec.Name]...); len(c) > 0 {
+		task.Placement = &swarm.Placement{Constraints: c}
 	}
 	replicas := uint64(max(spec.Replicas, 0))
 	out.Spec = swarm.ServiceSpec{
@@ -161,6 +163,13 @@ func Translate(spec engine.ServiceSpec, opts Options) (Service, error) {
 		// hosts may lack; the service name resolves to every task, and
 		// nginx re-resolves its upstreams.
 		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR},
+	}
+	for _, p := range spec.Ports {
+		port, err := publishedPort(p)
+		if err != nil {
+			return Service{}, fmt.Errorf("service %s: %w", spec.Name, err)
+		}
+		out.Spec.EndpointSpec.Ports = append(out.Spec.EndpointSpec.Ports, port)
 	}
 	if spec.OneOff {
 		// migrate and the backup run to completion, once per release.
@@ -183,11 +192,32 @@ func Translate(spec engine.ServiceSpec, opts Options) (Service, error) {
 	return out, nil
 }
 
+// publishedPort is a port published in host mode, on the node that runs
+// the task: the ingress routing mesh needs VIP mode (IPVS), which dnsrr
+// services cannot use. Swarm publishes on every address of the node, so
+// a host IP is refused rather than silently widened.
+func publishedPort(p engine.PortSpec) (swarm.PortConfig, error) {
+	if p.HostIP != "" && p.HostIP != "0.0.0.0" && p.HostIP != "::" {
+		return swarm.PortConfig{}, fmt.Errorf("port %s:%s:%s: a swarm publishes on every address of a node, not on %s alone; publish without the address, or put the service behind the edge proxy", p.HostIP, p.HostPort, p.ContainerPort, p.HostIP)
+	}
+	published, err1 := strconv.ParseUint(p.HostPort, 10, 16)
+	target, err2 := strconv.ParseUint(p.ContainerPort, 10, 16)
+	if err1 != nil || err2 != nil || published == 0 || target == 0 {
+		return swarm.PortConfig{}, fmt.Errorf("port %s:%s: a swarm publishes one port to one port; ranges and random host ports are not supported", p.HostPort, p.ContainerPort)
+	}
+	protocol := network.TCP
+	if p.Protocol == "udp" {
+		protocol = network.UDP
+	}
+	return swarm.PortConfig{Protocol: protocol, PublishedPort: uint32(published), TargetPort: uint32(target), PublishMode: swarm.PortConfigPublishModeHost}, nil
+}
+
 // specHash digests what makes the service's tasks: the container's hash
 // and the Swarm spec without the labels obcd changes every release.
 func specHash(spec engine.ServiceSpec, svc Service) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%d\n", spec.Hash(), spec.Replicas)
+	// The image the tasks run: a tag pinned to another digest changes them.
+	fmt.Fprintf(h, "%s\n%d\n%s\n", spec.Hash(), spec.Replicas, svc.Spec.TaskTemplate.ContainerSpec.Image)
 	for _, s := range svc.Secrets {
 		fmt.Fprintf(h, "secret %s\n", s.Name)
 	}

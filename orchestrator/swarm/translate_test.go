@@ -195,3 +195,41 @@ func TestWaves_KeepTheStacksOrder(t *testing.T) {
 		t.Errorf("a missing dependency: %v", err)
 	}
 }
+
+// TestTranslate_PortsArePublishedInHostModeAndPlacementIsKept: a port
+// is published on the task's node (dnsrr services cannot use the
+// routing mesh), a host address or a range is refused rather than
+// widened, and the stack's placement and the environment's constraints
+// both reach the task, and its hash.
+func TestTranslate_PortsArePublishedInHostModeAndPlacementIsKept(t *testing.T) {
+	spec := webSpec()
+	spec.Ports = []engine.PortSpec{{HostPort: "8443", ContainerPort: "443", Protocol: "tcp"}, {HostPort: "5353", ContainerPort: "53", Protocol: "udp"}}
+	spec.Placement = []string{"node.role == manager"}
+	svc, err := Translate(spec, Options{Network: "n", Constraints: map[string][]string{"web": {"node.labels.edge == true"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := svc.Spec.EndpointSpec.Ports
+	if len(ports) != 2 || ports[0].PublishedPort != 8443 || ports[0].TargetPort != 443 || ports[0].PublishMode != swarm.PortConfigPublishModeHost ||
+		ports[1].Protocol != "udp" || svc.Spec.EndpointSpec.Mode != swarm.ResolutionModeDNSRR {
+		t.Errorf("ports %+v in mode %s, want 8443->443/tcp and 5353->53/udp in host mode, dnsrr", ports, svc.Spec.EndpointSpec.Mode)
+	}
+	if got := svc.Spec.TaskTemplate.Placement; got == nil || strings.Join(got.Constraints, ", ") != "node.role == manager, node.labels.edge == true" {
+		t.Errorf("placement %+v, want the stack's and the environment's", got)
+	}
+	unpinned, _ := Translate(webSpec(), Options{Network: "n"})
+	if unpinned.Spec.Labels[LabelSpecHash] == svc.Spec.Labels[LabelSpecHash] {
+		t.Error("placement and ports do not change the spec hash, so a deploy would not apply them")
+	}
+	for _, p := range []engine.PortSpec{
+		{HostIP: "127.0.0.1", HostPort: "8080", ContainerPort: "80"},
+		{HostPort: "8000-8010", ContainerPort: "8000-8010"},
+		{HostPort: "", ContainerPort: "80"},
+	} {
+		spec := webSpec()
+		spec.Ports = []engine.PortSpec{p}
+		if _, err := Translate(spec, Options{Network: "n"}); err == nil || !strings.Contains(err.Error(), "service web") {
+			t.Errorf("port %+v: %v, want a refusal naming the service", p, err)
+		}
+	}
+}
