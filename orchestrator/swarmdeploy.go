@@ -381,7 +381,7 @@ func (d *Deployer) swarmReport(ctx context.Context, err error) string {
 	}
 	for _, n := range nodes {
 		if n.State != "ready" {
-			fmt.Fprintf(&b, "  node %s is %s\n", n.Hostname, n.State)
+			fmt.Fprintf(&b, "  node %s is %s\n", n, n.State)
 		}
 	}
 	return b.String()

@@ -18,7 +18,8 @@ import (
 )
 
 // swarmComponent is the swarm's side of the status: every service's
-// replicas, and the nodes that are not ready.
+// replicas, and the nodes that are not ready. Either makes it unhealthy,
+// and the environment degraded.
 func (e *environment) swarmComponent() probe.Component {
 	docker, err := e.dockerClient()
 	if err != nil {
@@ -41,7 +42,7 @@ func (e *environment) swarmComponent() probe.Component {
 		if n.State == "ready" {
 			ready++
 		} else {
-			problems = append(problems, fmt.Sprintf("node %s is %s", n.Hostname, n.State))
+			problems = append(problems, fmt.Sprintf("node %s is %s (Swarm reschedules its tasks on the others; docker node rm %s removes a node for good)", n, n.State, n.ID))
 		}
 	}
 	if len(services) == 0 {
@@ -52,7 +53,8 @@ func (e *environment) swarmComponent() probe.Component {
 	if len(problems) > 0 {
 		message = strings.Join(problems, "; ")
 	}
-	return probe.Component{Healthy: !shortOf, Message: message}
+	// A node down is redundancy lost, even once its tasks run elsewhere.
+	return probe.Component{Healthy: !shortOf && ready == len(nodes), Message: message}
 }
 
 type statusOptions struct {

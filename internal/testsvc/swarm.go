@@ -62,3 +62,17 @@ func StartSwarm(t testing.TB, workers, registryPort int) *Swarm {
 	}
 	return s
 }
+
+// StopWorker kills worker i's engine and its containers, as a machine
+// that dies: the manager sees the node go down and reschedules its tasks.
+func (s *Swarm) StopWorker(t testing.TB, i int) {
+	t.Helper()
+	SwarmScript(t, s.RegistryPort, "stop-worker", strconv.Itoa(i))
+}
+
+// StartWorker starts worker i's engine again and waits until it is back
+// in the swarm.
+func (s *Swarm) StartWorker(t testing.TB, i int) {
+	t.Helper()
+	SwarmScript(t, s.RegistryPort, "start-worker", strconv.Itoa(i))
+}

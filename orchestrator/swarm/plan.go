@@ -163,10 +163,25 @@ func (s ServiceStatus) String() string {
 
 // NodeStatus is one node of the swarm.
 type NodeStatus struct {
+	ID       string `json:"id"`
 	Hostname string `json:"hostname"`
-	Role     string `json:"role"`
-	State    string `json:"state"` // ready, down, unknown, disconnected
-	Addr     string `json:"addr,omitempty"`
+	// Name is the node's obcd.node label when it has one: nodes of one
+	// machine share a hostname.
+	Name  string `json:"name,omitempty"`
+	Role  string `json:"role"`
+	State string `json:"state"` // ready, down, unknown, disconnected
+	Addr  string `json:"addr,omitempty"`
+}
+
+func (n NodeStatus) String() string {
+	name := n.Hostname
+	if n.Name != "" {
+		name = n.Name
+	}
+	if n.Addr != "" {
+		name += " (" + n.Addr + ")"
+	}
+	return name
 }
 
 // Status reads the project's services, their tasks and the swarm's
@@ -208,7 +223,7 @@ func (e *Engine) Status(ctx context.Context, project string) ([]ServiceStatus, [
 	}
 	var ns []NodeStatus
 	for _, n := range nodes.Items {
-		ns = append(ns, NodeStatus{Hostname: n.Description.Hostname, Role: string(n.Spec.Role), State: string(n.Status.State), Addr: n.Status.Addr})
+		ns = append(ns, NodeStatus{ID: n.ID, Hostname: n.Description.Hostname, Name: n.Spec.Labels["obcd.node"], Role: string(n.Spec.Role), State: string(n.Status.State), Addr: n.Status.Addr})
 	}
 	slices.SortFunc(ns, func(a, b NodeStatus) int { return strings.Compare(a.Hostname, b.Hostname) })
 	return out, ns, nil

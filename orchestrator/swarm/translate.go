@@ -180,7 +180,9 @@ func Translate(spec engine.ServiceSpec, opts Options) (Service, error) {
 	} else {
 		out.Spec.Mode = swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}}
 		order := swarm.UpdateOrderStopFirst
-		if spec.StartFirst {
+		// A port published in host mode is held by the old task until it
+		// stops: a new one beside it could not bind.
+		if spec.StartFirst && len(spec.Ports) == 0 {
 			order = swarm.UpdateOrderStartFirst
 		}
 		// pause, never rollback: obcd decides a rollback for the whole

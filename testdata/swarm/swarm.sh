@@ -4,6 +4,8 @@
 #   testdata/swarm/swarm.sh up [WORKERS]   # default 2 workers
 #   testdata/swarm/swarm.sh down
 #   testdata/swarm/swarm.sh status
+#   testdata/swarm/swarm.sh stop-worker N    # stop worker N's engine, as a node that dies
+#   testdata/swarm/swarm.sh start-worker N   # start it again; it rejoins with its state
 #
 # The machine's own engine is the manager. Each worker is another dockerd
 # in its own network namespace (entered with `nsenter --net`, not
@@ -176,9 +178,52 @@ status() {
   docker node ls --format '{{.Hostname}} {{.Status}} {{.Availability}} {{.ManagerStatus}}' >&2
 }
 
+# stop_worker kills worker N's engine, as a machine that dies would: no
+# swarm leave, so the manager sees the node go down and reschedules its
+# tasks.
+stop_worker() {
+  local i=${1:?worker number} dir pid
+  dir=$(worker_dir "$i")
+  [ -f "$dir/docker.pid" ] || { log "worker $i is not running"; exit 1; }
+  pid=$(cat "$dir/docker.pid")
+  # A dead machine's containers die with it: their init processes first
+  # (the PID namespace goes with them), then the engine, its containerd
+  # and the shims, whose command lines name the worker's directories.
+  local ids
+  ids=$(worker_docker "$i" ps -q --no-trunc 2>/dev/null || true)
+  if [ -n "$ids" ]; then
+    # shellcheck disable=SC2086
+    worker_docker "$i" inspect -f '{{.State.Pid}}' $ids 2>/dev/null | while read -r p; do
+      [ "$p" -gt 0 ] 2>/dev/null && kill -9 "$p" 2>/dev/null || true
+    done
+  fi
+  kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  { grep -l -a -F "$dir/" /proc/[0-9]*/cmdline 2>/dev/null || true; } | cut -d/ -f3 | while read -r p; do
+    [ "$p" != $$ ] && kill -9 "$p" 2>/dev/null || true
+  done
+  rm -f "$dir/docker.pid" "$dir/docker.sock"
+  log "worker $i's engine stopped"
+}
+
+# start_worker starts worker N's engine again; it rejoins the swarm with
+# the state in its data root.
+start_worker() {
+  local i=${1:?worker number}
+  worker_up "$i"
+  for _ in $(seq 1 150); do
+    [ "$(swarm_state worker_docker "$i")" = active ] && { log "worker $i is back in the swarm"; return; }
+    sleep 0.2
+  done
+  log "worker $i did not rejoin the swarm within 30 s"
+  exit 1
+}
+
 case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up [WORKERS] | down | status" >&2; exit 64 ;;
+  stop-worker) shift; stop_worker "$@" ;;
+  start-worker) shift; start_worker "$@" ;;
+  *) echo "usage: $0 up [WORKERS] | down | status | stop-worker N | start-worker N" >&2; exit 64 ;;
 esac
