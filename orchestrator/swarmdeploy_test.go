@@ -78,7 +78,9 @@ func (m *memSwarm) Plan(_ context.Context, specs []engine.ServiceSpec, _ swarm.O
 	return steps, nil
 }
 
-func (m *memSwarm) Extra(context.Context, string, []engine.ServiceSpec) ([]string, error) { return nil, nil }
+func (m *memSwarm) Extra(context.Context, string, []engine.ServiceSpec) ([]string, error) {
+	return nil, nil
+}
 
 func (m *memSwarm) Apply(ctx context.Context, specs []engine.ServiceSpec, opts swarm.Options, _ time.Duration, progress func(swarm.Step)) ([]swarm.Service, []swarm.Step, error) {
 	steps, _ := m.Plan(ctx, specs, opts)
