@@ -291,7 +291,7 @@ func TestSwarm_TheScenarioThroughTheCLI(t *testing.T) {
 		if strings.Contains(string(inspected), secretKey) {
 			t.Errorf("docker %s shows the Django secret key", args[0])
 		}
-		if args[0] == "service" && !strings.Contains(string(inspected), "DJANGO_SECRET_KEY_FILE=") {
+		if args[0] == "service" && !strings.Contains(string(inspected), "SECRET_KEY_FILE=") {
 			t.Errorf("web does not get its secret key as a file:\n%.2000s", inspected)
 		}
 	}
