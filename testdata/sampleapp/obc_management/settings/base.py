@@ -8,7 +8,14 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
 def env(name, default=None):
+    """NAME from the environment, or the content of the file NAME_FILE
+    names: on a swarm obcd delivers a value that holds a secret as a
+    Swarm secret file, so that no inspect output shows it."""
     value = os.environ.get(name)
+    path = os.environ.get(name + "_FILE")
+    if (value is None or value == "") and path:
+        with open(path, encoding="utf-8") as f:
+            value = f.read().rstrip("\n")
     return default if value is None or value == "" else value
 
 
