@@ -141,7 +141,9 @@ func Translate(spec engine.ServiceSpec, opts Options) (Service, error) {
 			cs.Mounts = append(cs.Mounts, mount.Mount{Type: mount.TypeVolume, Source: m.Volume, Target: m.Target, ReadOnly: m.ReadOnly,
 				VolumeOptions: &mount.VolumeOptions{Labels: map[string]string{LabelNamespace: spec.Project}}})
 		case m.Bind != "":
-			return Service{}, fmt.Errorf("service %s mounts the host path %s: on Swarm a task may run on any node, so deliver the file as a config instead", spec.Name, m.Bind)
+			// A host path of the node the task runs on (the node
+			// exporter's /): obcd's own files come as configs, never binds.
+			cs.Mounts = append(cs.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Bind, Target: m.Target, ReadOnly: m.ReadOnly})
 		}
 	}
 	task := swarm.TaskSpec{
