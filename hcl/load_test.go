@@ -441,3 +441,38 @@ service "redis" "redis" {
 		}
 	}
 }
+
+// TestValidate_APortASwarmCannotPublishIsRefusedAtItsPlace: on a swarm,
+// a host address, a range or a random host port is refused where it is
+// written, as the deploy would refuse it; one engine takes them.
+func TestValidate_APortASwarmCannotPublishIsRefusedAtItsPlace(t *testing.T) {
+	for _, tc := range []struct {
+		engine, port string
+		refused      bool
+	}{
+		{`engine = "swarm"`, "8080:80", false},
+		{`engine = "swarm"`, "0.0.0.0:8080:80/udp", false},
+		{`engine = "swarm"`, "127.0.0.1:8080:80", true},
+		{`engine = "swarm"`, "8000-8001:8000-8001", true},
+		{`engine = "swarm"`, "80", true},
+		{"", "127.0.0.1:8080:80", false},
+		{"", "8000-8001:8000-8001", false},
+	} {
+		src := fmt.Sprintf(`
+stack "s" { app_image = "obcms/app" }
+environment "production" {
+  domain = "s.example.org"
+  %s
+}
+service "redis" "redis" {
+  image = "redis:7"
+  ports = [%q]
+}
+`, tc.engine, tc.port)
+		_, diags := NewLoader(Options{Environment: "production", LookupEnv: func(string) (string, bool) { return "", false }}).LoadSource("/ops/s.hcl", []byte(src))
+		refused := diags.HasErrors() && strings.Contains(diags.Error(), "Port a swarm cannot publish") && strings.Contains(diags.Error(), "/ops/s.hcl:9")
+		if refused != tc.refused || diags.HasErrors() && !refused {
+			t.Errorf("%s %q: refused %v, want %v (%v)", tc.engine, tc.port, refused, tc.refused, diags)
+		}
+	}
+}

@@ -170,6 +170,26 @@ func checkPort(entry string) error {
 	return nil
 }
 
+// swarmPortProblem says why a swarm cannot publish a valid ports entry
+// as it is written, or "": it publishes in host mode (the routing mesh
+// needs IPVS) on every address of the node, one port to one port.
+func swarmPortProblem(entry string) string {
+	configs, err := types.ParsePortConfig(entry)
+	if err != nil || len(configs) == 0 {
+		return ""
+	}
+	if len(configs) > 1 {
+		return "a range; write one entry per port"
+	}
+	switch c := configs[0]; {
+	case c.HostIP != "" && c.HostIP != "0.0.0.0" && c.HostIP != "::":
+		return fmt.Sprintf("it binds the address %s; leave the address out, or keep the service behind the edge proxy", c.HostIP)
+	case c.Published == "":
+		return "it publishes on a random host port; name the host port"
+	}
+	return ""
+}
+
 func (v *validator) service(svc *Service) {
 	at := func(attr string) hcl.Range { return rangeOr(svc.Ranges, attr, svc.DeclRange) }
 	if svc.Replicas < 0 {
@@ -193,6 +213,8 @@ func (v *validator) service(svc *Service) {
 	for _, p := range svc.Ports {
 		if err := checkPort(p); err != nil {
 			v.errorAt(at("ports"), "Invalid port", "Service %q: ports entry %q: %v. Write it as \"HOST_PORT:CONTAINER_PORT\", optionally with an address first (\"127.0.0.1:8080:80\") and /tcp or /udp after, with ports from 1 to 65535.", svc.Name, p, err)
+		} else if why := swarmPortProblem(p); why != "" && v.stack.Engine == EngineSwarm {
+			v.errorAt(at("ports"), "Port a swarm cannot publish", "Service %q: ports entry %q: %s. The environment runs on a swarm (engine = \"swarm\"), which publishes one port on every address of the node that runs the task.", svc.Name, p, why)
 		}
 	}
 	if svc.Memory != "" && !memorySize.MatchString(svc.Memory) {
