@@ -128,7 +128,25 @@ up() {
     docker node update --label-add "obcd.node=worker$i" "$(worker_docker "$i" info -f '{{.Swarm.NodeID}}')" >/dev/null
   done
   echo "$workers" >"$STATE/workers"
+  # A node that joined is not Ready at once; the scheduler places nothing
+  # on it until it is, so a service created right after up would run on
+  # the manager alone.
+  wait_ready "$workers"
   status
+}
+
+# wait_ready waits until the manager and WORKERS workers are Ready, at
+# most 60 s.
+wait_ready() {
+  local want=$(($1 + 1)) ready=0
+  for _ in $(seq 1 300); do
+    ready=$(docker node ls --format '{{.Status}}' | grep -c '^Ready$' || true)
+    [ "$ready" -ge "$want" ] && return
+    sleep 0.2
+  done
+  log "only $ready of $want nodes are Ready after 60 s:"
+  docker node ls >&2
+  exit 1
 }
 
 down() {
@@ -212,11 +230,15 @@ start_worker() {
   local i=${1:?worker number}
   worker_up "$i"
   for _ in $(seq 1 150); do
-    [ "$(swarm_state worker_docker "$i")" = active ] && { log "worker $i is back in the swarm"; return; }
+    [ "$(swarm_state worker_docker "$i")" = active ] && break
     sleep 0.2
   done
-  log "worker $i did not rejoin the swarm within 30 s"
-  exit 1
+  if [ "$(swarm_state worker_docker "$i")" != active ]; then
+    log "worker $i did not rejoin the swarm within 30 s"
+    exit 1
+  fi
+  wait_ready "$(cat "$STATE/workers")"
+  log "worker $i is back in the swarm"
 }
 
 case "${1:-}" in
