@@ -89,6 +89,17 @@ func objectName(project, readable string, data []byte) string {
 	return name + "-" + digest
 }
 
+// FileVariable is the variable that names the file holding the value of
+// key, in the convention of the images that read one: NAME_FILE (the
+// official PostgreSQL image, most Django settings loaders), and for
+// Grafana's GF_* settings NAME__FILE.
+func FileVariable(key string) string {
+	if strings.HasPrefix(key, "GF_") {
+		return key + "__FILE"
+	}
+	return key + "_FILE"
+}
+
 // Translate makes the Swarm objects of spec. A file whose mode gives no
 // access to group or others is a secret, any other file a config; an env
 // value holding a secret value becomes a secret file and NAME_FILE.
@@ -121,7 +132,7 @@ func Translate(spec engine.ServiceSpec, opts Options) (Service, error) {
 		out.Secrets = append(out.Secrets, swarm.SecretSpec{Annotations: swarm.Annotations{Name: name, Labels: objectLabels}, Data: data})
 		target := path.Join(SecretsDir, strings.ToLower(key))
 		cs.Secrets = append(cs.Secrets, &swarm.SecretReference{SecretName: name, File: &swarm.SecretReferenceFileTarget{Name: target, UID: "0", GID: "0", Mode: 0o444}})
-		cs.Env = append(cs.Env, key+"_FILE="+target)
+		cs.Env = append(cs.Env, FileVariable(key)+"="+target)
 	}
 	for _, f := range spec.Files {
 		readable := spec.Name + "-" + path.Base(f.Target)

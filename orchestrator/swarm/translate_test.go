@@ -235,3 +235,15 @@ func TestTranslate_PortsArePublishedInHostModeAndPlacementIsKept(t *testing.T) {
 		}
 	}
 }
+
+func TestFileVariable_FollowsEachImagesConvention(t *testing.T) {
+	for key, want := range map[string]string{
+		"SECRET_KEY":                 "SECRET_KEY_FILE",
+		"POSTGRES_PASSWORD":          "POSTGRES_PASSWORD_FILE",
+		"GF_SECURITY_ADMIN_PASSWORD": "GF_SECURITY_ADMIN_PASSWORD__FILE",
+	} {
+		if got := FileVariable(key); got != want {
+			t.Errorf("FileVariable(%s) = %s, want %s", key, got, want)
+		}
+	}
+}
