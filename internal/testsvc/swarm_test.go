@@ -2,6 +2,7 @@ package testsvc_test
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"os/exec"
 	"sort"
@@ -80,10 +81,26 @@ func TestSwarm_ThreeNodesPullFromTheRegistryAndTalkAcrossTheOverlay(t *testing.T
 		}
 		time.Sleep(time.Second)
 	}
-	ips := strings.Fields(dockerCLI(t, "", "network", "inspect", "-v", network, "--format",
-		`{{range $k, $v := .Services}}{{range $v.Tasks}}{{.EndpointIP}} {{end}}{{end}}`))
-	hosts := strings.Fields(dockerCLI(t, "", "network", "inspect", "-v", network, "--format",
-		`{{range $k, $v := .Services}}{{range $v.Tasks}}{{index .Info "Host IP"}} {{end}}{{end}}`))
+	// Each task's address on the overlay and its node's, as the manager
+	// assigned them (the network's own view of its endpoints comes by
+	// gossip, and lags behind).
+	listed, err := docker.TaskList(context.Background(), client.TaskListOptions{Filters: make(client.Filters).Add("service", network+"-web").Add("desired-state", "running")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ips, hosts []string
+	for _, task := range listed.Items {
+		for _, att := range task.NetworksAttachments {
+			if att.Network.Spec.Name == network && len(att.Addresses) > 0 {
+				ips = append(ips, att.Addresses[0].Addr().String())
+			}
+		}
+		node, err := docker.NodeInspect(context.Background(), task.NodeID, client.NodeInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hosts = append(hosts, node.Node.Status.Addr)
+	}
 	sort.Strings(hosts)
 	if len(ips) != 3 || strings.Join(hosts, " ") != "10.231.0.1 10.231.0.11 10.231.0.12" {
 		t.Fatalf("task IPs %v on hosts %v, want one task on each of the three nodes (%v)", ips, hosts, tasks)
