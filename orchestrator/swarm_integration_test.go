@@ -222,6 +222,9 @@ func TestSwarm_TheScenarioThroughTheCLI(t *testing.T) {
 	if out := run(2, "v2", "plan", "staging"); !strings.Contains(out, "update") || !strings.Contains(out, "image") {
 		t.Errorf("the plan of v2 does not show web's update with its cause:\n%s", out)
 	}
+	if out := run(0, "v2", "deploy", "staging", "--dry-run"); !strings.Contains(out, "on the swarm") || !strings.Contains(out, "1 to update") && !strings.Contains(out, "2 to update") {
+		t.Errorf("deploy --dry-run of v2 does not print the swarm's plan:\n%s", out)
+	}
 	stop := e.load()
 	out = deploy(0, "v2")
 	ok, failed := stop()

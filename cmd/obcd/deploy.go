@@ -93,6 +93,13 @@ func runDeploy(opts *deployOptions, env string) error {
 	defer environment.close()
 	ctx := context.Background()
 	if opts.dryRun {
+		if d.OnSwarm() {
+			plan, err := d.PlanSwarm(ctx)
+			if err != nil {
+				return err
+			}
+			return printPlan(opts.globalOptions, plan, false)
+		}
 		planned, err := d.Plan(ctx)
 		if err != nil {
 			return err
