@@ -101,6 +101,10 @@ func (p Plan) swarmString() string {
 	if p.Changes() {
 		b.WriteString("  once proven: secrets and configs no service uses are removed\n")
 	}
+	if u := p.Unproven; u != nil {
+		fmt.Fprintf(&b, "  prove: %s run release %s, which ended %s and was never proven; the probes and the watch window prove it, or the stable release comes back\n",
+			strings.Join(u.Containers, ", "), u.ID, u.Outcome)
+	}
 	for _, name := range p.Extra {
 		fmt.Fprintf(&b, "  left as it is: %s, which the stack no longer declares (obcd down removes it)\n", name)
 	}

@@ -134,7 +134,8 @@ func (d *Deployer) PlanSwarm(ctx context.Context) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	return planned.Plan, nil
+	planned.Plan.Unproven, err = d.unprovenSwarm(ctx, planned)
+	return planned.Plan, err
 }
 
 // deploySwarmLocked is deployLocked on a swarm: the same gate, plan,
@@ -169,6 +170,9 @@ func (d *Deployer) deploySwarmLocked(ctx context.Context, opts DeployOptions) (D
 	if hasStable {
 		planned.Stable = &stable
 	}
+	if planned.Plan.Unproven, err = d.unprovenSwarm(ctx, planned); err != nil {
+		return DeployResult{}, err
+	}
 	result := DeployResult{Plan: planned.Plan, Release: planned.Release}
 	if !planned.Plan.HasWork() {
 		d.emit("plan", "", "", "nothing to change")
@@ -184,6 +188,31 @@ func (d *Deployer) deploySwarmLocked(ctx context.Context, opts DeployOptions) (D
 	result, err = d.applySwarm(ctx, planned)
 	d.emitOutcome(result.Release, err)
 	return result, err
+}
+
+// unprovenSwarm is the newest release when it was interrupted and the
+// swarm runs it as it is: a deploy killed in its probes or its watch
+// window leaves its services serving, never proven. The deploy proves
+// them, or returns to the stable release, even with nothing to change.
+func (d *Deployer) unprovenSwarm(ctx context.Context, planned *swarmPlanned) (*UnprovenRelease, error) {
+	if planned.Plan.Changes() {
+		return nil, nil
+	}
+	releases, err := d.Store.List(ctx)
+	if err != nil || len(releases) == 0 {
+		return nil, err
+	}
+	newest := releases[len(releases)-1]
+	// In progress: plan, which takes no lock, sees a killed deploy's
+	// record before the next deploy marks it interrupted.
+	if newest.Outcome != state.OutcomeInterrupted && newest.Outcome != state.OutcomeInProgress || newest.ConfigHash != planned.Release.ConfigHash {
+		return nil, nil
+	}
+	var services []string
+	for _, s := range planned.Plan.Services {
+		services = append(services, s.Name)
+	}
+	return &UnprovenRelease{ID: newest.ID, Outcome: string(newest.Outcome), Containers: services}, nil
 }
 
 // applySwarm records the release, converges the swarm to it, proves it

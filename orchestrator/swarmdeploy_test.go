@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	stackhcl "github.com/obcd/obcd/hcl"
 	"github.com/obcd/obcd/orchestrator/engine"
+	"github.com/obcd/obcd/orchestrator/probe"
 	"github.com/obcd/obcd/orchestrator/state"
 	"github.com/obcd/obcd/orchestrator/swarm"
 )
@@ -216,5 +218,60 @@ func TestDeploySwarm_AnImageNoRegistryServesStopsBeforeAnyChange(t *testing.T) {
 	}
 	if releases, _ := store.List(context.Background()); len(releases) != 0 || slices.ContainsFunc(releases, func(r state.Release) bool { return true }) {
 		t.Errorf("a refused deploy recorded %d releases", len(releases))
+	}
+}
+
+// TestDeploySwarm_ProvesTheServicesAKilledDeployLeftUnproven: a deploy
+// killed after it converged leaves the swarm running its release,
+// never proven; the next deploy has nothing to change, and proves it,
+// or, when the probes fail, returns to the stable release.
+func TestDeploySwarm_ProvesTheServicesAKilledDeployLeftUnproven(t *testing.T) {
+	for _, probesPass := range []bool{true, false} {
+		sw, store := newMemSwarm(), state.OpenLocalStore(filepath.Join(t.TempDir(), "staging"))
+		ctx := context.Background()
+		if _, err := memSwarmDeployer(t, sw, store, "v1").Deploy(ctx, DeployOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// v2 converged, then its deploy was killed: its record is still
+		// in progress.
+		killed := memSwarmDeployer(t, sw, store, "v2")
+		killed.Probes = func(*stackhcl.Stack) (probe.Plan, error) { return probe.Plan{}, errors.New("killed in its probes") }
+		if _, err := killed.Deploy(ctx, DeployOptions{}); err == nil {
+			t.Fatal("the killed deploy succeeded")
+		}
+		releases, _ := store.List(ctx)
+		last := releases[len(releases)-1]
+		last.Outcome, last.Stable, last.RolledBackTo = state.OutcomeInProgress, false, ""
+		if err := store.Save(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		for name := range sw.running {
+			sw.running[name] = "mem/app@" + sw.digestOf("mem/app:v2")
+		}
+
+		again := memSwarmDeployer(t, sw, store, "v2")
+		if !probesPass {
+			// The probes of v2 fail; those of v1, the stable release a
+			// rollback proves with its own stack, pass.
+			again.Probes = func(s *stackhcl.Stack) (probe.Plan, error) {
+				if s.Version == "v2" {
+					return probe.Plan{}, errors.New("v2 does not answer")
+				}
+				return probe.Plan{}, nil
+			}
+		}
+		plan, err := again.PlanSwarm(ctx)
+		if err != nil || plan.Changes() || plan.Unproven == nil || plan.Unproven.ID != last.ID || !strings.Contains(plan.String(), "prove:") {
+			t.Fatalf("plan after the kill: %v, unproven %+v\n%s", err, plan.Unproven, plan)
+		}
+		result, err := again.Deploy(ctx, DeployOptions{})
+		switch {
+		case probesPass && (err != nil || !result.Release.Stable):
+			t.Errorf("proving the unproven release: %v, stable %v", err, result.Release.Stable)
+		case !probesPass && !errors.Is(err, ErrRolledBack):
+			t.Errorf("an unproven release that fails its probes: %v, want it rolled back", err)
+		case !probesPass && sw.running["web"] != "mem/app@"+sw.digestOf("mem/app:v1"):
+			t.Errorf("after the failed proof the swarm runs %v, want v1", sw.running)
+		}
 	}
 }
