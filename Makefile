@@ -17,7 +17,7 @@ demo: build deps e2e-images ## the main job on the bundled stack: secrets, the s
 	./obcd verify $(ENV) --stack $(STACK)
 	@echo "The site is at https://localhost:18443/ (self-signed certificate). make demo-down removes it, keeping its data."
 
-demo-down: build ## remove what make demo started (named volumes are kept; obcd down staging --volumes --stack stacks/e2e.hcl removes them too)
+demo-down: build ## remove what make demo started (named volumes are kept; obcd down staging --volumes --yes --stack stacks/e2e.hcl removes them too)
 	./obcd down $(ENV) --stack $(STACK)
 
 render: build ## every staging artifact of the full OBCMS example (stacks/obcms.hcl) into build/staging

@@ -46,7 +46,7 @@ cleanup() {
   if [ -f "$work/compose/v1.yml" ]; then
     (cd "$work/compose" && docker-compose -p "$compose_project" --env-file "$work/.obcd/staging.secrets" -f v1.yml down -v --remove-orphans >/dev/null 2>&1) || true
   fi
-  [ -x "$work/obcd" ] && (cd "$work" && ./obcd down staging --volumes >/dev/null 2>&1) || true
+  [ -x "$work/obcd" ] && (cd "$work" && ./obcd down staging --volumes --yes >/dev/null 2>&1) || true
   rm -rf "$work"
 }
 trap cleanup EXIT

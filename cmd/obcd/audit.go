@@ -14,6 +14,7 @@ type auditOptions struct {
 	*globalOptions
 	live    bool
 	format  string
+	json    bool
 	out     string
 	timeout time.Duration
 }
@@ -26,9 +27,15 @@ func newAuditCommand(global *globalOptions) *cobra.Command {
 		Long:    auditLong,
 		Example: auditExample,
 		Args:    exactEnv,
-		PreRunE: func(*cobra.Command, []string) error {
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.format != "md" && opts.format != "json" {
 				return usageError{fmt.Errorf("--format %q: use md or json", opts.format)}
+			}
+			if opts.json {
+				if cmd.Flags().Changed("format") && opts.format != "json" {
+					return usageError{fmt.Errorf("--json and --format %s ask for two formats: give one", opts.format)}
+				}
+				opts.format = "json"
 			}
 			return nil
 		},
@@ -36,6 +43,7 @@ func newAuditCommand(global *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&opts.live, "live", false, "include live checks against the environment's target")
 	cmd.Flags().StringVar(&opts.format, "format", "md", "report format: md or json")
+	cmd.Flags().BoolVar(&opts.json, "json", false, "the report as JSON, as --format json, like every command's --json")
 	cmd.Flags().StringVarP(&opts.out, "out", "o", "", "write the report to FILE instead of stdout")
 	cmd.Flags().DurationVar(&opts.timeout, "timeout", 5*time.Second, "timeout of each live check")
 	return cmd

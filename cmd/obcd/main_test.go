@@ -255,3 +255,36 @@ func appendTo(t *testing.T, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+// TestVersion_TheFlagPrintsWhatTheCommandPrints: obcd --version and obcd
+// version print the same line, and exit 0.
+func TestVersion_TheFlagPrintsWhatTheCommandPrints(t *testing.T) {
+	dir := t.TempDir()
+	flag, command := obcd(t, dir, nil, "--version"), obcd(t, dir, nil, "version")
+	if flag.code != 0 || command.code != 0 || flag.stdout != command.stdout || !strings.HasPrefix(flag.stdout, "obcd ") {
+		t.Errorf("--version: exit %d %q; version: exit %d %q", flag.code, flag.stdout, command.code, command.stdout)
+	}
+}
+
+// TestAudit_JSONIsTheJSONFormat: audit --json prints the report JSON
+// --format json prints; --json with --format md is a usage error, in
+// JSON.
+func TestAudit_JSONIsTheJSONFormat(t *testing.T) {
+	dir := workspace(t)
+	if r := obcd(t, dir, nil, "secrets", "init", "staging"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	byFlag, byFormat := obcd(t, dir, nil, "audit", "staging", "--json"), obcd(t, dir, nil, "audit", "staging", "--format", "json")
+	var report map[string]any
+	if err := json.Unmarshal([]byte(byFlag.stdout), &report); err != nil || report["environment"] != "staging" {
+		t.Fatalf("audit --json: exit %d, %v\n%s", byFlag.code, err, byFlag.stdout)
+	}
+	if byFlag.code != byFormat.code || byFlag.stdout != byFormat.stdout {
+		t.Errorf("audit --json and --format json differ: exit %d and %d", byFlag.code, byFormat.code)
+	}
+	both := obcd(t, dir, nil, "audit", "staging", "--json", "--format", "md")
+	var failure map[string]any
+	if both.code != 64 || json.Unmarshal([]byte(both.stdout), &failure) != nil || failure["usage_error"] != true {
+		t.Errorf("audit --json --format md: exit %d\n%s", both.code, both.stdout)
+	}
+}

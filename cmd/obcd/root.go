@@ -85,7 +85,10 @@ func newRootCommand(opts *globalOptions) *cobra.Command {
 		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what obcd version prints.
+		Version: versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVarP(&opts.stackFile, "stack", "f", envOr("OBCD_STACK", "obcd.hcl"),
 		"stack file (env OBCD_STACK)")
 	root.PersistentFlags().StringVar(&opts.stateDir, "state-dir", os.Getenv("OBCD_STATE_DIR"),

@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/obcd/obcd/internal/testsvc"
 )
@@ -47,5 +50,38 @@ environment "staging" {
 	}
 	if bad := obcd(t, dir, nil, "history", "staging"); bad.code != ExitFailure || !strings.Contains(bad.stderr, "state_dsn") {
 		t.Errorf("missing DSN secret must name it: exit %d %s", bad.code, bad.stderr)
+	}
+}
+
+// TestDown_VolumesAsksAndWithoutATerminalNeedsYes: down --volumes with
+// stdin not a terminal and no --yes refuses with exit 64, and the
+// environment's volume, with its data, is still there; with --yes it is
+// removed. On the real engine.
+func TestDown_VolumesAsksAndWithoutATerminalNeedsYes(t *testing.T) {
+	dir := workspace(t)
+	if r := obcd(t, dir, nil, "secrets", "init", "staging"); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	project := "obcms-staging"
+	volume := "obcd-down-test-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if out, err := exec.Command("docker", "volume", "create", "--label", "com.docker.compose.project="+project, volume).CombinedOutput(); err != nil {
+		t.Fatalf("docker volume create: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "volume", "rm", "-f", volume).Run() })
+	exists := func() bool { return exec.Command("docker", "volume", "inspect", volume).Run() == nil }
+
+	r := obcd(t, dir, []string{"DOCKER_HOST=unix:///var/run/docker.sock"}, "down", "staging", "--volumes")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "--yes") || !strings.Contains(r.stderr, "nothing was removed") {
+		t.Errorf("down --volumes without a terminal: exit %d\n%s", r.code, r.stderr)
+	}
+	if !exists() {
+		t.Fatal("down --volumes without a terminal or --yes removed the volume")
+	}
+	r = obcd(t, dir, []string{"DOCKER_HOST=unix:///var/run/docker.sock"}, "down", "staging", "--volumes", "--yes")
+	if r.code != 0 || !strings.Contains(r.stdout, "and its volumes") {
+		t.Errorf("down --volumes --yes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if exists() {
+		t.Error("down --volumes --yes left the volume")
 	}
 }
