@@ -288,3 +288,29 @@ func TestAudit_JSONIsTheJSONFormat(t *testing.T) {
 		t.Errorf("audit --json --format md: exit %d\n%s", both.code, both.stdout)
 	}
 }
+
+// TestCompletion_EnvironmentNamesOfTheStack: the ENV argument completes
+// with the stack's environments, by prefix, for every command that takes
+// one; a stack that does not parse completes nothing rather than failing.
+func TestCompletion_EnvironmentNamesOfTheStack(t *testing.T) {
+	dir := workspace(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"__complete", "deploy", ""}, "production\nstaging\n:4\n"},
+		{[]string{"__complete", "status", "st"}, "staging\n:4\n"},
+		{[]string{"__complete", "secrets", "init", "p"}, "production\n:4\n"},
+		{[]string{"__complete", "deploy", "staging", ""}, ":4\n"},
+	} {
+		if r := obcd(t, dir, nil, tc.args...); r.code != 0 || r.stdout != tc.want {
+			t.Errorf("obcd %s: exit %d, %q, want %q", strings.Join(tc.args, " "), r.code, r.stdout, tc.want)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken.hcl"), []byte("environment \"x\" {\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := obcd(t, dir, nil, "__complete", "--stack", "broken.hcl", "deploy", ""); r.code != 0 || r.stdout != ":4\n" {
+		t.Errorf("a stack that does not parse: exit %d, %q", r.code, r.stdout)
+	}
+}

@@ -111,6 +111,7 @@ func newRootCommand(opts *globalOptions) *cobra.Command {
 		newVerifyCommand(opts), newStatusCommand(opts), newServeCommand(opts),
 		newPlanCommand(opts), newDeployCommand(opts), newRollbackCommand(opts), newHistoryCommand(opts), newUnlockCommand(opts), newDownCommand(opts), newPruneCommand(opts),
 		newSecretsCommand(opts), newVersionCommand(opts), newAgentCommand(opts))
+	withEnvironmentCompletion(root, opts)
 	return root
 }
 
