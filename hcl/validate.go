@@ -33,13 +33,21 @@ func validateStack(s *Stack) hcl.Diagnostics {
 
 // singletonKinds are the kinds a stack has at most one service of: their
 // config files have fixed paths, and obcd's probes and rules take the
-// first of each.
-var singletonKinds = []Kind{KindPostgres, KindPgBouncer, KindNginx, KindPrometheus, KindAlertmanager, KindGrafana, KindBackup}
+// first of each; a second Celery beat sends every periodic task twice.
+var singletonKinds = []Kind{KindPostgres, KindPgBouncer, KindNginx, KindPrometheus, KindAlertmanager, KindGrafana, KindBackup, KindCeleryBeat}
 
 // singletons refuses a second service of a singleton kind, at it.
 func (v *validator) singletons() {
 	for _, kind := range singletonKinds {
 		if svcs := v.stack.ServicesOf(kind); len(svcs) > 1 {
+			if kind == KindCeleryBeat {
+				for _, extra := range svcs[1:] {
+					v.errorAt(extra.DeclRange, "A second celery_beat service",
+						"Services %q and %q are both celery_beat: two beat schedulers send every periodic task twice (celery#2856). Keep one; its replicas stay at 1.",
+						svcs[0].Name, extra.Name)
+				}
+				continue
+			}
 			for _, extra := range svcs[1:] {
 				v.errorAt(extra.DeclRange, "A second "+string(kind)+" service",
 					"Services %q and %q are both %s: a stack has at most one, because its config files have fixed paths and obcd's probes use the first. For more capacity use replicas (PostgreSQL's are streaming replicas); for a second database, use a second stack.",

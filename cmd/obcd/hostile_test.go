@@ -175,6 +175,7 @@ var hostileCases = []hostileCase{
 		return src + "\nservice \"postgres\" \"db2\" {\n  superuser_password = secret.postgres_password\n}\n"
 	}, code: 1, where: atStack, want: []string{"A second postgres service"}},
 	{name: "a second nginx service", edit: func(src string) string { return src + "\nservice \"nginx\" \"edge\" {}\n" }, code: 1, where: atStack, want: []string{"A second nginx service"}},
+	{name: "a second celery_beat service", edit: func(src string) string { return src + "\nservice \"celery_beat\" \"beat-2\" {}\n" }, code: 1, where: atStack, want: []string{"A second celery_beat service", "twice"}},
 	{name: "no Redis replica", edit: sub("  maxmemory        = \"512mb\"\n", "  maxmemory        = \"512mb\"\n  replicas         = 0\n"), code: 1, where: atStack, want: []string{"redis"}},
 	{name: "a 60-character domain renders for nginx", edit: sub(`domain      = "staging.obcms.example.org"`, `domain      = "`+strings.Repeat("a", 40)+`.staging.obcms.example.org"`), code: 0},
 	{name: "a 253-character domain renders for nginx", edit: sub(`domain      = "staging.obcms.example.org"`, `domain      = "`+strings.Repeat(strings.Repeat("d", 62)+".", 3)+strings.Repeat("e", 48)+`.org"`), code: 0},
